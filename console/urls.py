@@ -1,0 +1,17 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from console import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("status/", views.status, name="status"),
+    path("login/", auth_views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("functions/", include("functions.urls")),
+    path("invocations/", include("invocations.urls")),
+    # Operator screens: Django's admin and the django-rq dashboard (staff only).
+    path("admin/django-rq/", include("django_rq.urls")),
+    path("admin/", admin.site.urls),
+]

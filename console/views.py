@@ -1,0 +1,33 @@
+import django_rq
+from django.contrib.auth.decorators import login_not_required
+from django.db import connection
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+
+from invocations.runtime.sandbox import layers
+
+
+def home(request):
+    return redirect("functions:list")
+
+
+@login_not_required
+@never_cache
+def status(request):
+    """Check the database and Redis (503 if either fails) and show which isolation layers this host has."""
+    checks = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = (True, connection.vendor)
+    except Exception as e:
+        checks["database"] = (False, str(e))
+    try:
+        redis = django_rq.get_connection("default")
+        redis.ping()
+        checks["redis"] = (True, "PING answered")
+    except Exception as e:
+        checks["redis"] = (False, str(e))
+    healthy = all(ok for ok, _ in checks.values())
+    context = {"healthy": healthy, "checks": checks, "layers": layers()}
+    return render(request, "console/status.html", context, status=200 if healthy else 503)

@@ -1,0 +1,191 @@
+import functools
+import json
+import subprocess
+
+from django import forms
+from django.conf import settings
+from django.core.validators import RegexValidator
+
+from functions.codezip import ZipRejected
+from functions.models import (
+    MEMORY_MAX,
+    MEMORY_MIN,
+    NAME_PATTERN,
+    TIMEOUT_MAX,
+    TIMEOUT_MIN,
+    CodeArtifact,
+    Function,
+    TestEvent,
+)
+
+# Lambda's synchronous payload limit.
+MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+validate_name = RegexValidator(
+    NAME_PATTERN, "Use 1 to 64 letters, digits, hyphens (-) and underscores (_).", code="invalid_name"
+)
+validate_handler = RegexValidator(
+    r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)+$",
+    "Use module.function, e.g. lambda_function.handler (Python identifiers separated by dots).",
+    code="invalid_handler",
+)
+validate_event_name = RegexValidator(
+    r"^[A-Za-z0-9_-]{1,25}$", "Use 1 to 25 letters, digits, hyphens and underscores.", code="invalid_event_name"
+)
+
+
+@functools.cache
+def host_runtime():
+    """Return the sandbox interpreter's runtime name, e.g. python3.11."""
+    out = subprocess.run(
+        [settings.SANDBOX_PYTHON, "-I", "-c", "import sys; print('python%d.%d' % sys.version_info[:2])"],
+        capture_output=True, text=True, check=True, timeout=30,
+    )
+    return out.stdout.strip()
+
+
+def parse_event(text):
+    """Return `text` as JSON, or raise ValidationError naming the problem."""
+    if len(text.encode()) > MAX_SYNC_PAYLOAD_BYTES:
+        raise forms.ValidationError(
+            f"The event is larger than {MAX_SYNC_PAYLOAD_BYTES} bytes (Lambda's limit for a synchronous invocation).",
+            code="too_large",
+        )
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise forms.ValidationError(f"The event is not valid JSON: {e}.", code="invalid_json") from None
+
+
+class CodeField(forms.FileField):
+    """A ZIP upload, validated completely; its ZipSummary is left on the field's form."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("help_text", "A .zip of at most 50 MB with your handler module at its root.")
+        super().__init__(**kwargs)
+        self.widget.attrs["accept"] = ".zip,application/zip"
+
+
+def _inspect_code(upload):
+    try:
+        return CodeArtifact.inspect(upload)
+    except ZipRejected as e:
+        raise forms.ValidationError(str(e), code="bad_zip") from None
+
+
+def _check_handler_module(form, handler, summary):
+    module = handler.rsplit(".", 1)[0]
+    if not summary.has_module(module):
+        path = module.replace(".", "/")
+        form.add_error(
+            "handler" if "handler" in form.fields else "code",
+            forms.ValidationError(
+                f"The ZIP has no module {module!r}: expected {path}.py or {path}/__init__.py.", code="no_module"
+            ),
+        )
+
+
+class FunctionForm(forms.Form):
+    name = forms.CharField(max_length=64, validators=[validate_name])
+    runtime = forms.ChoiceField(choices=())
+    handler = forms.CharField(max_length=128, initial="lambda_function.handler", validators=[validate_handler])
+    memory_size = forms.IntegerField(
+        label="Memory (MB)", min_value=MEMORY_MIN, max_value=MEMORY_MAX, initial=128,
+        help_text=f"{MEMORY_MIN} to {MEMORY_MAX} MB.",
+    )
+    timeout = forms.IntegerField(
+        label="Timeout (seconds)", min_value=TIMEOUT_MIN, max_value=TIMEOUT_MAX, initial=3,
+        help_text=f"{TIMEOUT_MIN} to {TIMEOUT_MAX} seconds.",
+    )
+    description = forms.CharField(max_length=256, required=False)
+    code = CodeField()
+
+    def __init__(self, *args, owner, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        runtime = host_runtime()
+        self.fields["runtime"].choices = [(runtime, runtime)]
+        self.fields["runtime"].initial = runtime
+        self.code_summary = None
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        if Function.objects.filter(owner=self.owner, name=name).exists():
+            raise forms.ValidationError(f"You already have a function named {name!r}.", code="duplicate")
+        return name
+
+    def clean_code(self):
+        upload = self.cleaned_data["code"]
+        self.code_summary = _inspect_code(upload)
+        return upload
+
+    def clean(self):
+        data = super().clean()
+        if self.code_summary and data.get("handler"):
+            _check_handler_module(self, data["handler"], self.code_summary)
+        return data
+
+    def save(self):
+        """Store the code and create the function; call inside a transaction."""
+        data = self.cleaned_data
+        artifact = CodeArtifact.store(data["code"], self.code_summary)
+        return Function.objects.create(
+            owner=self.owner, code=artifact,
+            **{k: data[k] for k in ("name", "runtime", "handler", "memory_size", "timeout", "description")},
+        )
+
+
+class CodeForm(forms.Form):
+    """Replace a function's code with a new ZIP."""
+
+    code = CodeField()
+
+    def __init__(self, *args, function, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.function = function
+        self.code_summary = None
+
+    def clean_code(self):
+        upload = self.cleaned_data["code"]
+        self.code_summary = _inspect_code(upload)
+        _check_handler_module(self, self.function.handler, self.code_summary)
+        return upload
+
+    def save(self):
+        artifact = CodeArtifact.store(self.cleaned_data["code"], self.code_summary)
+        self.function.replace_code(artifact)
+        return artifact
+
+
+class InvokeForm(forms.Form):
+    event = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "class": "code"}),
+        initial='{\n  "key1": "value1"\n}', strip=False,
+    )
+
+    def clean_event(self):
+        text = self.cleaned_data["event"]
+        parse_event(text)
+        return text
+
+
+class TestEventForm(forms.Form):
+    __test__ = False  # not a pytest test class, despite its name
+
+    name = forms.CharField(label="Event name", max_length=25, validators=[validate_event_name])
+    event = forms.CharField(strip=False)
+
+    def __init__(self, *args, function, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.function = function
+
+    def clean_event(self):
+        text = self.cleaned_data["event"]
+        parse_event(text)
+        return text
+
+    def save(self):
+        event, _ = TestEvent.objects.update_or_create(
+            function=self.function, name=self.cleaned_data["name"], defaults={"body": self.cleaned_data["event"]}
+        )
+        return event

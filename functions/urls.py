@@ -1,0 +1,18 @@
+from django.urls import path
+
+from functions import views
+from invocations import views as invocation_views
+
+app_name = "functions"
+
+# Function names follow Lambda's rule (letters, digits, - and _), so they are safe path segments.
+urlpatterns = [
+    path("", views.function_list, name="list"),
+    path("new/", views.function_create, name="create"),
+    path("<str:name>/", views.function_detail, name="detail"),
+    path("<str:name>/code/", views.function_upload_code, name="upload_code"),
+    path("<str:name>/delete/", views.function_delete, name="delete"),
+    path("<str:name>/invoke/", invocation_views.invoke, name="invoke"),
+    path("<str:name>/events/", views.test_event_save, name="save_event"),
+    path("<str:name>/events/<int:pk>/delete/", views.test_event_delete, name="delete_event"),
+]

@@ -1,0 +1,109 @@
+from datetime import timedelta
+
+from django.contrib import messages
+from django.db import transaction
+from django.db.models import Count, Max, Q, Sum
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from functions.forms import CodeForm, FunctionForm, InvokeForm, TestEventForm
+from functions.models import Function, TestEvent
+
+RECENT_INVOCATIONS = 20
+
+
+def _get_function_for_user(request, name):
+    return get_object_or_404(Function.objects.select_related("code"), owner=request.user, name=name)
+
+
+def function_list(request):
+    now = timezone.now()
+    day_ago = now - timedelta(hours=24)
+    month_start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    # functions never imports invocations (../shared/DESIGN.md); the reverse relation is enough here.
+    errors = ["FAILED", "TIMED_OUT"]
+    functions = Function.objects.filter(owner=request.user).annotate(
+        last_invoked=Max("invocations__created_at"),
+        invocations_24h=Count("invocations", filter=Q(invocations__created_at__gte=day_ago)),
+        errors_24h=Count("invocations", filter=Q(invocations__created_at__gte=day_ago, invocations__status__in=errors)),
+        cost_month=Sum("invocations__cost", filter=Q(invocations__created_at__gte=month_start)),
+    )
+    return render(request, "functions/list.html", {"functions": functions})
+
+
+def function_create(request):
+    if request.method == "POST":
+        form = FunctionForm(request.POST, request.FILES, owner=request.user)
+        if form.is_valid():
+            with transaction.atomic():
+                function = form.save()
+            messages.success(request, f"Created function {function.name}.")
+            return redirect(function)
+    else:
+        form = FunctionForm(owner=request.user)
+    return render(request, "functions/create.html", {"form": form})
+
+
+def function_detail(request, name):
+    function = _get_function_for_user(request, name)
+    return render_detail(request, function)
+
+
+def render_detail(request, function, invoke_form=None, event_form=None, code_form=None, status=200):
+    """Render the function page; the forms given carry the errors of a rejected POST."""
+    chosen = function.test_events.filter(pk=request.GET.get("event") or 0).first() if request.method == "GET" else None
+    if invoke_form is None:
+        invoke_form = InvokeForm(initial={"event": chosen.body} if chosen else None)
+    context = {
+        "function": function,
+        "files": function.code.files,
+        "test_events": function.test_events.all(),
+        "chosen_event": chosen,
+        "invoke_form": invoke_form,
+        "event_form": event_form or TestEventForm(function=function, initial={"name": chosen.name} if chosen else None),
+        "code_form": code_form or CodeForm(function=function),
+        "invocations": function.invocations.all()[:RECENT_INVOCATIONS],
+    }
+    return render(request, "functions/detail.html", context, status=status)
+
+
+@require_POST
+def function_upload_code(request, name):
+    function = _get_function_for_user(request, name)
+    form = CodeForm(request.POST, request.FILES, function=function)
+    if not form.is_valid():
+        return render_detail(request, function, code_form=form, status=400)
+    with transaction.atomic():
+        artifact = form.save()
+    messages.success(request, f"Uploaded new code ({artifact.sha256_base64}).")
+    return redirect(function)
+
+
+@require_POST
+def function_delete(request, name):
+    function = _get_function_for_user(request, name)
+    function.delete()
+    messages.success(request, f"Deleted function {name}.")
+    return redirect("functions:list")
+
+
+@require_POST
+def test_event_save(request, name):
+    function = _get_function_for_user(request, name)
+    form = TestEventForm(request.POST, function=function)
+    if not form.is_valid():
+        invoke_form = InvokeForm(initial={"event": request.POST.get("event", "")})
+        return render_detail(request, function, invoke_form=invoke_form, event_form=form, status=400)
+    event = form.save()
+    messages.success(request, f"Saved test event {event.name}.")
+    return redirect(f"{function.get_absolute_url()}?event={event.pk}#test")
+
+
+@require_POST
+def test_event_delete(request, name, pk):
+    function = _get_function_for_user(request, name)
+    event = get_object_or_404(TestEvent, function=function, pk=pk)
+    event.delete()
+    messages.success(request, f"Deleted test event {event.name}.")
+    return redirect(f"{function.get_absolute_url()}#test")

@@ -1,0 +1,50 @@
+"""Start invocations: write the row, queue the job after commit, and (for sync callers) wait for it."""
+
+import logging
+
+import django_rq
+from django.db import transaction
+from redis.exceptions import RedisError
+
+from invocations.models import Invocation
+from invocations.wakeup import wait_finished
+
+log = logging.getLogger(__name__)
+
+# Room for a cold start and the queue on top of the function's own timeout.
+WAIT_MARGIN_SECONDS = 30
+
+
+def invoke(function, event, kind=Invocation.Kind.SYNC, source="console"):
+    """Record an invocation of `function` with the JSON text `event` and queue it; return the row."""
+    config = function.config_snapshot()
+    with transaction.atomic():
+        invocation = Invocation.objects.create(
+            function=function, version=config["version"], kind=kind, source=source, config=config,
+            event=event, memory_size_mb=config["memory_size"],
+        )
+        transaction.on_commit(lambda: _enqueue(invocation))
+    return invocation
+
+
+def _enqueue(invocation):
+    queue = django_rq.get_queue("default")
+    try:
+        queue.enqueue_call(
+            "invocations.jobs.run_invocation", args=(str(invocation.pk),), job_id=str(invocation.pk),
+            timeout=invocation.config["timeout"] + WAIT_MARGIN_SECONDS + 60,
+            result_ttl=300, failure_ttl=86400,
+        )
+    except RedisError as e:
+        # The row exists and the user may have seen it: it must end in a definite state, not stay QUEUED.
+        log.error("could not queue invocation %s: %s", invocation.pk, e)
+        invocation.fail("ServiceException", "The invocation could not be queued: the job queue is unavailable.")
+
+
+def invoke_and_wait(function, event, source="console"):
+    """Invoke synchronously: return the invocation once it has finished (or the wait ran out)."""
+    invocation = invoke(function, event, kind=Invocation.Kind.SYNC, source=source)
+    if not invocation.is_finished:
+        wait_finished(invocation.pk, invocation.config["timeout"] + WAIT_MARGIN_SECONDS)
+        invocation.refresh_from_db()
+    return invocation

@@ -1,0 +1,121 @@
+import uuid
+
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from functions.models import Function
+from invocations import billing
+from invocations.runtime.outcome import error_payload, report_line
+
+
+class Invocation(models.Model):
+    """One request to run a function: what was asked, what happened, and what it cost."""
+
+    class Status(models.TextChoices):
+        QUEUED = "QUEUED"
+        RUNNING = "RUNNING"
+        SUCCEEDED = "SUCCEEDED"
+        FAILED = "FAILED"
+        TIMED_OUT = "TIMED_OUT"
+
+    class Kind(models.TextChoices):
+        SYNC = "RequestResponse"
+        ASYNC = "Event"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
+
+    # The id is the request id the function sees (context.aws_request_id).
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="invocations")
+    version = models.CharField(max_length=32, default="$LATEST")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SYNC)
+    source = models.CharField(max_length=32, default="console")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    # What ran: a copy of the configuration at invoke time, so later edits never rewrite history.
+    config = models.JSONField()
+    event = models.TextField()
+    result = models.TextField(blank=True, help_text="the JSON response, or the error object")
+    error_type = models.CharField(max_length=128, blank=True)
+    log = models.TextField(blank=True)
+
+    cold_start = models.BooleanField(null=True)
+    init_duration_ms = models.DecimalField(max_digits=12, decimal_places=2, null=True)
+    duration_ms = models.DecimalField(max_digits=12, decimal_places=2, null=True)
+    billed_duration_ms = models.PositiveBigIntegerField(null=True)
+    memory_size_mb = models.PositiveIntegerField()
+    max_memory_used_mb = models.PositiveIntegerField(null=True)
+    gb_seconds = models.DecimalField(max_digits=24, decimal_places=13, null=True)
+    cost = models.DecimalField(max_digits=24, decimal_places=16, null=True, help_text="US dollars")
+
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True)
+    finished_at = models.DateTimeField(null=True)
+    worker = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            # The function page's recent invocations, and the list's 24 h counts and monthly cost.
+            models.Index(fields=["function", "-created_at"], name="invocation_function_recent"),
+        ]
+
+    def __str__(self):
+        return str(self.id)
+
+    def get_absolute_url(self):
+        return reverse("invocations:detail", args=[self.pk])
+
+    @property
+    def is_finished(self):
+        return self.status in self.FINISHED
+
+    @property
+    def request_id(self):
+        return str(self.id)
+
+    def claim(self, worker_name):
+        """Move QUEUED → RUNNING; return False if another worker has it or it was already handled."""
+        claimed = Invocation.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
+            status=self.Status.RUNNING, started_at=timezone.now(), worker=worker_name
+        )
+        return claimed == 1
+
+    def finish(self, outcome):
+        """Record a runtime outcome (invocations.runtime.environment.Outcome) and its bill, once."""
+        billed = billing.billed_duration_ms(outcome.duration_ms, outcome.init_duration_ms)
+        gb_s = billing.gb_seconds(self.memory_size_mb, billed)
+        report = report_line(
+            self.request_id, outcome.duration_ms, billed, self.memory_size_mb, outcome.max_memory_used_mb,
+            init_ms=outcome.init_duration_ms, status=outcome.report_status, error_type=outcome.error_type,
+        )
+        fields = dict(
+            status=outcome.status,
+            result=outcome.payload,
+            error_type=outcome.error_type,
+            log=f"{outcome.log}END RequestId: {self.request_id}\n{report}\n",
+            cold_start=outcome.cold_start,
+            init_duration_ms=outcome.init_duration_ms,
+            duration_ms=outcome.duration_ms,
+            billed_duration_ms=billed,
+            max_memory_used_mb=outcome.max_memory_used_mb,
+            gb_seconds=gb_s,
+            cost=billing.cost(gb_s),
+            finished_at=timezone.now(),
+        )
+        # Only the worker that claimed the row may finish it.
+        updated = Invocation.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(**fields)
+        if updated:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        return updated == 1
+
+    def fail(self, error_type, message):
+        """Finish an invocation that never reached a runtime (e.g. it could not be queued)."""
+        fields = dict(
+            status=self.Status.FAILED, error_type=error_type, finished_at=timezone.now(),
+            result=error_payload(error_type, message, self.request_id),
+        )
+        Invocation.objects.filter(pk=self.pk, status__in=[self.Status.QUEUED, self.Status.RUNNING]).update(**fields)
+        for name, value in fields.items():
+            setattr(self, name, value)

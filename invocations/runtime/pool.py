@@ -1,0 +1,94 @@
+"""The warm environments of one worker process, and the local cache of unpacked code they run."""
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+
+from functions.codezip import extract_zip
+from functions.models import CodeArtifact
+from invocations.runtime import sandbox
+from invocations.runtime.environment import Environment
+
+log = logging.getLogger(__name__)
+
+
+def environment_key(snapshot):
+    """Return the key under which environments for this configuration may be reused."""
+    return hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def ensure_code(sha256):
+    """Return the directory holding the artifact's files, unpacking it first if this host lacks it."""
+    cache = Path(settings.CODE_CACHE_DIR)
+    dest = cache / sha256
+    if dest.is_dir():
+        return dest
+    cache.mkdir(parents=True, exist_ok=True)
+    os.chmod(cache, 0o755)
+    digest = hashlib.sha256()
+    with tempfile.NamedTemporaryFile(dir=cache, prefix=".download-") as tmp:
+        with default_storage.open(CodeArtifact.storage_name_for(sha256)) as src:
+            for chunk in src.chunks():
+                digest.update(chunk)
+                tmp.write(chunk)
+        tmp.flush()
+        if digest.hexdigest() != sha256:
+            raise RuntimeError(f"code artifact {sha256} is damaged in storage (its SHA-256 does not match)")
+        extract_zip(tmp.name, str(dest))
+    return dest
+
+
+class Pool:
+    """Idle environments by configuration key, least recently used first."""
+
+    def __init__(self, max_idle=None):
+        self.max_idle = max_idle or settings.MAX_ENVIRONMENTS_PER_WORKER
+        self.idle = OrderedDict()
+        self._runtime_dir = None
+
+    @property
+    def runtime_dir(self):
+        if self._runtime_dir is None:
+            sandbox.check_reachable(settings.CODE_CACHE_DIR)
+            self._runtime_dir = sandbox.install_runtime(settings.CODE_CACHE_DIR)
+        return self._runtime_dir
+
+    def run(self, snapshot, request_id, event, client_context=None):
+        """Run one invocation in a warm environment for `snapshot`, or a new one; return its Outcome."""
+        key = environment_key(snapshot)
+        env = self.idle.pop(key, None)
+        if env is not None and env.process.poll() is None:
+            outcome = env.invoke(request_id, event, cold_start=False, client_context=client_context)
+        else:
+            if env is not None:
+                env.kill()
+            env = Environment(key, snapshot, ensure_code(snapshot["code_sha256"]), self.runtime_dir)
+            ok, init_ms, payload, error_type, timed_out = env.start()
+            if not ok:
+                return env.init_failure(request_id, init_ms, payload, error_type, timed_out)
+            outcome = env.invoke(request_id, event, cold_start=True, init_ms=init_ms, client_context=client_context)
+        if env.alive:
+            self.idle[key] = env
+            self._evict()
+        return outcome
+
+    def _evict(self):
+        while len(self.idle) > self.max_idle:
+            _, env = self.idle.popitem(last=False)
+            env.kill()
+
+    def close(self):
+        while self.idle:
+            _, env = self.idle.popitem()
+            env.kill()
+
+
+# One pool per worker process: the worker runs jobs in-process (SimpleWorker), so it lives as long as it.
+pool = Pool()

@@ -1,0 +1,275 @@
+"""Launch one execution environment as an isolated process, with what this host offers.
+
+Layers, strongest first; each is detected, and a missing one is reported on /status/ (never silent):
+  * bubblewrap: new user, pid, mount, ipc, uts, cgroup and network namespaces; only /usr, the code
+    (read-only at /var/task) and the runtime bound; a size-capped private /tmp; all capabilities
+    dropped; the whole tree dies with the worker.
+  * a uid of its own per environment (when the worker runs as root): no signals, ptrace or files
+    shared with the worker or with other environments; RLIMIT_NPROC counts per environment.
+  * a memory cgroup (v1 memory.limit_in_bytes or v2 memory.max) sized to the function's memory:
+    the kernel kills the environment at its limit, and the peak is Max Memory Used. Without one,
+    RLIMIT_AS (memory + headroom) bounds it instead.
+  * rlimits set by the bootstrap before user code runs: 1024 files and processes (Lambda's quotas).
+The pitfalls behind these choices are in ../shared/reference/security-and-reliability.md §1.3.
+"""
+
+import errno
+import fcntl
+import functools
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+RUNTIME_DIR = "/var/runtime"
+TASK_ROOT = "/var/task"
+BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
+# Lambda's default ephemeral storage; issue-3 work makes it configurable per function.
+TMP_SIZE_BYTES = 512 * 1024 * 1024
+# Without a cgroup, RLIMIT_AS is virtual memory: threads and mmaps inflate it well past RSS.
+ADDRESS_SPACE_HEADROOM = 256 * 1024 * 1024
+
+
+@functools.cache
+def layers():
+    """Return {layer: (active, explanation)} for this host, for /status/ and for the launcher."""
+    found = {}
+    bwrap = shutil.which("bwrap")
+    found["bubblewrap"] = (
+        bool(bwrap) and _bwrap_works(bwrap),
+        f"{bwrap}: namespaces, read-only code, private /tmp, no network" if bwrap
+        else "bwrap not installed (apt-get install bubblewrap): user code runs without namespaces",
+    )
+    is_root = os.geteuid() == 0
+    found["uid per environment"] = (
+        is_root,
+        f"uids {settings.SANDBOX_UID_MIN}–{settings.SANDBOX_UID_MAX}" if is_root
+        else "the worker is not root: every environment runs as the worker's own uid",
+    )
+    cg = MemoryCgroup.parent()
+    found["memory cgroup"] = (
+        cg is not None,
+        f"{cg[0]} at {cg[1]}" if cg else "no writable memory cgroup: memory is bounded by RLIMIT_AS instead",
+    )
+    found["rlimits"] = (True, "RLIMIT_NOFILE 1024, RLIMIT_NPROC 1024, RLIMIT_CORE 0")
+    return found
+
+
+def _bwrap_works(bwrap):
+    try:
+        run = subprocess.run(
+            [bwrap, "--unshare-all", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "/usr/bin/true"],
+            capture_output=True, timeout=20, **_drop_privileges(_probe_uid()),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return run.returncode == 0
+
+
+def _probe_uid():
+    return settings.SANDBOX_UID_MAX if os.geteuid() == 0 else None
+
+
+def _drop_privileges(uid):
+    if uid is None:
+        return {}
+    return {"user": uid, "group": uid, "extra_groups": []}
+
+
+class UidSlot:
+    """An exclusive claim on one sandbox uid, held by an open, locked file for as long as it lives.
+
+    The lock dies with the process that holds it, so a crashed worker never strands a uid.
+    """
+
+    def __init__(self, uid, fd):
+        self.uid = uid
+        self._fd = fd
+
+    @classmethod
+    def acquire(cls):
+        if os.geteuid() != 0:
+            return cls(None, None)
+        lock_dir = settings.DATA_DIR / "sandbox-uids"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        for uid in range(settings.SANDBOX_UID_MIN, settings.SANDBOX_UID_MAX):
+            fd = os.open(lock_dir / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as e:
+                os.close(fd)
+                if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    continue
+                raise
+            return cls(uid, fd)
+        raise RuntimeError("every sandbox uid is in use: raise SANDBOX_UID_MAX or MAX_ENVIRONMENTS_PER_WORKER")
+
+    def release(self):
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class MemoryCgroup:
+    """A memory cgroup for one environment, made under the worker's own cgroup."""
+
+    def __init__(self, path, version):
+        self.path = path
+        self.version = version
+
+    @staticmethod
+    @functools.cache
+    def parent():
+        """Return (version, directory) where environment cgroups can be made, or None."""
+        try:
+            lines = Path("/proc/self/cgroup").read_text().splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if "memory" in controllers.split(","):
+                candidate = Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+                if (candidate / "memory.limit_in_bytes").exists() and os.access(candidate, os.W_OK):
+                    return ("v1", candidate)
+        for line in lines:
+            if line.startswith("0::"):
+                candidate = Path("/sys/fs/cgroup") / line[3:].lstrip("/")
+                controllers = candidate / "cgroup.subtree_control"
+                if controllers.exists() and "memory" in controllers.read_text().split() and os.access(candidate, os.W_OK):
+                    return ("v2", candidate)
+        return None
+
+    @classmethod
+    def create(cls, name, limit_bytes, owner_uid):
+        found = cls.parent()
+        if found is None:
+            return None
+        version, parent = found
+        path = parent / name
+        path.mkdir()
+        cg = cls(path, version)
+        if version == "v1":
+            (path / "memory.limit_in_bytes").write_text(str(limit_bytes))
+            # No swap: a function over its memory is killed, as in Lambda.
+            swap = path / "memory.memsw.limit_in_bytes"
+            if swap.exists():
+                swap.write_text(str(limit_bytes))
+        else:
+            (path / "memory.max").write_text(str(limit_bytes))
+            (path / "memory.swap.max").write_text("0")
+        if owner_uid is not None:
+            # The launcher joins the cgroup itself, as the sandbox uid, before it execs bwrap.
+            os.chown(path / "cgroup.procs", owner_uid, owner_uid)
+        return cg
+
+    @property
+    def procs_file(self):
+        return str(self.path / "cgroup.procs")
+
+    def peak_bytes(self):
+        name = "memory.max_usage_in_bytes" if self.version == "v1" else "memory.peak"
+        try:
+            return int((self.path / name).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def oom_kills(self):
+        name = "memory.oom_control" if self.version == "v1" else "memory.events"
+        try:
+            for line in (self.path / name).read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def kill_all(self):
+        try:
+            pids = [int(p) for p in Path(self.procs_file).read_text().split()]
+        except OSError:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+
+    def remove(self):
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass  # still emptying; a later attempt or the host's cleanup removes it
+
+
+@dataclass
+class Launch:
+    argv: list
+    env: dict
+    popen_kwargs: dict
+
+
+def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, environ):
+    """Return the command line, environment and Popen options for one execution environment."""
+    memory_bytes = snapshot["memory_size"] * 1024 * 1024
+    limits = {"RLIMIT_NOFILE": 1024, "RLIMIT_NPROC": 1024, "RLIMIT_CORE": 0}
+    if cgroup is None:
+        limits["RLIMIT_AS"] = memory_bytes + ADDRESS_SPACE_HEADROOM
+    python = settings.SANDBOX_PYTHON
+    inner = [python, "-I", "-B", f"{RUNTIME_DIR}/bootstrap.py", json.dumps(limits)]
+    if layers()["bubblewrap"][0]:
+        argv = [
+            shutil.which("bwrap"),
+            "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--ro-bind", "/usr", "/usr",
+            "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
+            "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+            "--proc", "/proc", "--dev", "/dev",
+            "--size", str(TMP_SIZE_BYTES), "--tmpfs", "/tmp",
+            "--ro-bind", str(code_dir), TASK_ROOT,
+            "--ro-bind", str(runtime_dir), RUNTIME_DIR,
+            "--hostname", "localhost",
+            "--chdir", TASK_ROOT,
+            *inner,
+        ]
+    else:
+        # Degraded: no namespaces. The code is read in place, and /var/task is only a name in the env.
+        argv = [python, "-I", "-B", str(Path(runtime_dir) / "bootstrap.py"), json.dumps(limits)]
+        environ = {**environ, "LAMBDA_TASK_ROOT": str(code_dir), "LAMBDA_RUNTIME_DIR": str(runtime_dir)}
+    if cgroup is not None:
+        # Join the cgroup before anything is allocated; sh is the cheapest place to do it.
+        argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cgroup.procs_file, *argv]
+    return Launch(argv=argv, env=environ, popen_kwargs=_drop_privileges(slot.uid))
+
+
+def install_runtime(cache_dir):
+    """Copy the bootstrap where sandbox uids can read it; return that directory."""
+    runtime_dir = Path(cache_dir) / "runtime"
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(runtime_dir, 0o755)
+    target = runtime_dir / "bootstrap.py"
+    data = BOOTSTRAP.read_bytes()
+    if not target.exists() or target.read_bytes() != data:
+        tmp = runtime_dir / f".bootstrap.{os.getpid()}"
+        tmp.write_bytes(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    return runtime_dir
+
+
+def check_reachable(path):
+    """Raise if an unprivileged uid cannot reach `path` (every parent must be world-searchable)."""
+    if os.geteuid() != 0:
+        return
+    p = Path(path).resolve()
+    for parent in [p, *p.parents]:
+        if not os.stat(parent).st_mode & 0o001:
+            raise RuntimeError(
+                f"{parent} is not searchable by other users, so sandbox uids cannot read {path}; "
+                "set CODE_CACHE_DIR to a directory under a world-searchable path (e.g. /var/cache/lambda)."
+            )

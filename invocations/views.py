@@ -1,0 +1,26 @@
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from functions.forms import InvokeForm
+from functions.views import _get_function_for_user, render_detail
+from invocations.invoke import invoke_and_wait
+from invocations.models import Invocation
+
+
+def _get_invocation_for_user(request, pk):
+    return get_object_or_404(Invocation.objects.select_related("function"), pk=pk, function__owner=request.user)
+
+
+@require_POST
+def invoke(request, name):
+    function = _get_function_for_user(request, name)
+    form = InvokeForm(request.POST)
+    if not form.is_valid():
+        return render_detail(request, function, invoke_form=form, status=400)
+    invocation = invoke_and_wait(function, form.cleaned_data["event"])
+    return redirect(invocation)
+
+
+def invocation_detail(request, pk):
+    invocation = _get_invocation_for_user(request, pk)
+    return render(request, "invocations/detail.html", {"invocation": invocation, "function": invocation.function})
