@@ -79,6 +79,7 @@ class Environment:
         self._selector = None
         self._answers = b""
         self._log = LogBuffer(settings.LOG_MAX_BYTES)
+        self._last_peak_mb = None
 
     def __repr__(self):
         return f"<Environment {self.snapshot['function_name']} {self.key[:8]} pid={getattr(self.process, 'pid', None)}>"
@@ -169,7 +170,9 @@ class Environment:
             self._selector.close()
             self._selector = None
         if self.cgroup is not None:
+            self._last_peak_mb = self.peak_memory_mb()
             self.cgroup.remove()
+            self.cgroup = None
         if self.slot is not None:
             self.slot.release()
         self.alive = False
@@ -220,10 +223,7 @@ class Environment:
             else:
                 outcome.error_type = header.get("error_type") or "Unhandled"
             outcome.max_memory_used_mb = math.ceil(header.get("max_rss_kb", 0) / 1024)
-        if self.cgroup is not None:
-            peak = self.cgroup.peak_bytes()
-            if peak:
-                outcome.max_memory_used_mb = math.ceil(peak / (1024 * 1024))
+        outcome.max_memory_used_mb = self.peak_memory_mb() or outcome.max_memory_used_mb
         outcome.log = self._log.take()
         self.last_used = time.monotonic()
         return outcome
@@ -245,14 +245,19 @@ class Environment:
             error["requestId"] = request_id
             payload = json.dumps(error)
         self._log.feed(f"START RequestId: {request_id} Version: {self.snapshot['version']}\n".encode())
-        max_mb = None
-        if self.cgroup is not None and self.cgroup.peak_bytes():
-            max_mb = math.ceil(self.cgroup.peak_bytes() / (1024 * 1024))
+        max_mb = self.peak_memory_mb()
         return Outcome(
             status="TIMED_OUT" if timed_out else "FAILED", payload=payload, error_type=error_type,
             log=self._log.take(), cold_start=True, init_duration_ms=init_ms, duration_ms=0.0,
             max_memory_used_mb=max_mb, report_status="timeout" if timed_out else "error",
         )
+
+    def peak_memory_mb(self):
+        """Return the environment's memory high-water mark from its cgroup (kept after it is gone)."""
+        if self.cgroup is None:
+            return self._last_peak_mb
+        peak = self.cgroup.peak_bytes()
+        return math.ceil(peak / (1024 * 1024)) if peak else None
 
     def _exit_reason(self):
         try:
