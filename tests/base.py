@@ -9,7 +9,7 @@ from django.contrib.auth.models import User
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import TestCase, TransactionTestCase
 
-from functions.forms import FunctionForm
+from functions.forms import FunctionForm, host_runtime
 from invocations.invoke import invoke_and_wait
 
 
@@ -36,11 +36,11 @@ class World:
                         memory_size=128, timeout=3):
         """Create a function through the same form the console uses; fail the test if it is rejected."""
         form = FunctionForm(
-            {"name": name, "runtime": "", "handler": handler, "memory_size": memory_size, "timeout": timeout},
+            {"name": name, "runtime": host_runtime(), "handler": handler, "memory_size": memory_size,
+             "timeout": timeout},
             {"code": SimpleUploadedFile("code.zip", code, content_type="application/zip")},
             owner=owner or self.alice,
         )
-        form.data = {**form.data, "runtime": form.fields["runtime"].choices[0][0]}
         assert form.is_valid(), form.errors.as_text()
         return form.save()
 

@@ -2,6 +2,7 @@
 
 import json
 import time
+from urllib.parse import urlsplit
 
 from django.conf import settings
 
@@ -226,17 +227,18 @@ class RuntimeTests(WorkerTestCase):
         self.assertNotEqual(answer["uid"], 0)
 
     def test_it_keeps_the_code_read_only_and_the_network_closed(self):
-        fn = self.create_function(handler_zip("""
+        redis_port = urlsplit(settings.REDIS_URL).port or 6379
+        fn = self.create_function(handler_zip(f"""
             import socket
             def handler(event, context):
-                out = {}
+                out = {{}}
                 try:
                     open("/var/task/lambda_function.py", "a").write("#")
                     out["write"] = "allowed"
                 except OSError as e:
                     out["write"] = e.__class__.__name__
                 try:
-                    socket.create_connection(("127.0.0.1", 6379), timeout=1).close()
+                    socket.create_connection(("127.0.0.1", {redis_port}), timeout=1).close()
                     out["redis"] = "reached"
                 except OSError as e:
                     out["redis"] = e.__class__.__name__
