@@ -29,6 +29,7 @@ import django  # noqa: E402
 django.setup()
 
 import django_rq  # noqa: E402
+from django.conf import settings  # noqa: E402
 from django.contrib.auth.models import User  # noqa: E402
 from django.core.files.uploadedfile import SimpleUploadedFile  # noqa: E402
 from django.core.management import call_command  # noqa: E402
@@ -58,7 +59,7 @@ def timed(fn, n):
 
 def baseline_once():
     token = str(uuid.uuid4())
-    django_rq.get_queue("default").enqueue("bench.jobs.noop", token, result_ttl=0)
+    django_rq.get_queue(settings.INVOCATION_QUEUE).enqueue("bench.jobs.noop", token, result_ttl=0)
     assert wait_finished(token, 10), "baseline job did not finish"
 
 
@@ -82,10 +83,10 @@ def main():
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
-    django_rq.get_connection("default").flushdb()
+    django_rq.get_connection(settings.INVOCATION_QUEUE).flushdb()
     owner, _ = User.objects.get_or_create(username="bench")
     worker = subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "default", "--name", f"bench-{os.getpid()}"],
+        [sys.executable, "manage.py", "rqworker", settings.INVOCATION_QUEUE, "--name", f"bench-{os.getpid()}"],
         cwd=ROOT, env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:

@@ -160,6 +160,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise warns about a missing one before collectstatic
 STORAGES = {
     # Code artifacts: content-addressed ZIPs. Any Django storage works (django-storages for S3).
     "default": {
@@ -188,7 +189,9 @@ CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 
 # Redis carries jobs and wake-ups; the database holds every record.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-RQ_QUEUES = {"default": {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 960}}
+# The queue invocations go through; separate names let several consoles or test runs share one Redis.
+INVOCATION_QUEUE = os.environ.get("INVOCATION_QUEUE", "invocations")
+RQ_QUEUES = {INVOCATION_QUEUE: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": 960}}
 RQ = {"WORKER_CLASS": "invocations.worker.LambdaWorker"}
 
 # Lambda's identity for ARNs and the region the functions see.

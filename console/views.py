@@ -1,4 +1,5 @@
 import django_rq
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.shortcuts import redirect, render
@@ -23,7 +24,7 @@ def status(request):
     except Exception as e:
         checks["database"] = (False, str(e))
     try:
-        redis = django_rq.get_connection("default")
+        redis = django_rq.get_connection(settings.INVOCATION_QUEUE)
         redis.ping()
         checks["redis"] = (True, "PING answered")
     except Exception as e:

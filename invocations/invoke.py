@@ -3,6 +3,7 @@
 import logging
 
 import django_rq
+from django.conf import settings
 from django.db import transaction
 from redis.exceptions import RedisError
 
@@ -28,7 +29,8 @@ def invoke(function, event, kind=Invocation.Kind.SYNC, source="console"):
 
 
 def _enqueue(invocation):
-    queue = django_rq.get_queue("default")
+    # Already after commit (see invoke()): "auto" enqueues now, so a Redis failure is caught right here.
+    queue = django_rq.get_queue(settings.INVOCATION_QUEUE, commit_mode="auto")
     try:
         queue.enqueue_call(
             "invocations.jobs.run_invocation", args=(str(invocation.pk),), job_id=str(invocation.pk),
@@ -45,6 +47,10 @@ def invoke_and_wait(function, event, source="console"):
     """Invoke synchronously: return the invocation once it has finished (or the wait ran out)."""
     invocation = invoke(function, event, kind=Invocation.Kind.SYNC, source=source)
     if not invocation.is_finished:
-        wait_finished(invocation.pk, invocation.config["timeout"] + WAIT_MARGIN_SECONDS)
+        try:
+            wait_finished(invocation.pk, invocation.config["timeout"] + WAIT_MARGIN_SECONDS)
+        except RedisError as e:
+            # Only the wake-up is lost: the worker still records the outcome, and the page polls for it.
+            log.warning("lost the wake-up for invocation %s: %s", invocation.pk, e)
         invocation.refresh_from_db()
     return invocation

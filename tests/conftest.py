@@ -55,20 +55,13 @@ def _stop(processes):
 
 
 @pytest.fixture(scope="session")
-def redis_connection(django_db_setup):
+def workers(django_db_setup):
+    """Start real RQ worker processes (our SimpleWorker subclass) on the test database and queue."""
     import django_rq
-
-    connection = django_rq.get_connection("default")
-    connection.flushdb()  # the suite's own database (./dev test picks it), never the console's
-    return connection
-
-
-@pytest.fixture(scope="session")
-def workers(django_db_setup, redis_connection):
-    """Start real RQ worker processes (our SimpleWorker subclass) on the test database."""
+    from django.conf import settings
     from rq import Worker
 
-    from django.conf import settings
+    queue = django_rq.get_queue(settings.INVOCATION_QUEUE)
 
     log_dir = Path(settings.DATA_DIR) / "test-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -77,11 +70,11 @@ def workers(django_db_setup, redis_connection):
     for i in range(WORKERS):
         log = open(log_dir / f"worker-{i}.log", "w")
         processes.append(subprocess.Popen(
-            [sys.executable, "manage.py", "rqworker", "default", "--name", f"test-worker-{os.getpid()}-{i}"],
+            [sys.executable, "manage.py", "rqworker", queue.name, "--name", f"test-worker-{os.getpid()}-{i}"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         ))
     deadline = time.monotonic() + 60
-    while len(Worker.all(connection=redis_connection)) < WORKERS:
+    while Worker.count(queue=queue) < WORKERS:
         if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
             _stop(processes)
             pytest.fail(f"RQ workers did not start; see {log_dir}")

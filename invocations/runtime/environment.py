@@ -106,7 +106,6 @@ class Environment:
             "LANG": "en_US.UTF-8",
             "PATH": "/usr/local/bin:/usr/bin/:/bin:/opt/bin",
             "TZ": ":UTC",
-            "PYTHONUNBUFFERED": "1",
         }
         # Reserved names win, as in Lambda, where they cannot be set.
         return {**s["environment"], **reserved}
