@@ -56,6 +56,7 @@ class Pool:
     @property
     def runtime_dir(self):
         if self._runtime_dir is None:
+            sandbox.MemoryCgroup.remove_stale()
             sandbox.check_reachable(settings.CODE_CACHE_DIR)
             self._runtime_dir = sandbox.install_runtime(settings.CODE_CACHE_DIR)
         return self._runtime_dir

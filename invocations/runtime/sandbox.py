@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,6 +168,26 @@ class MemoryCgroup:
             os.chown(path / "cgroup.procs", owner_uid, owner_uid)
         return cg
 
+    @classmethod
+    def remove_stale(cls):
+        """Remove the cgroups of environments whose worker died without cleaning up (named env-<pid>-…)."""
+        found = cls.parent()
+        if found is None:
+            return
+        version, parent = found
+        for path in parent.glob("env-*"):
+            try:
+                pid = int(path.name.split("-")[1])
+                os.kill(pid, 0)
+                continue  # that worker is alive and owns it
+            except ProcessLookupError:
+                pass
+            except (ValueError, IndexError, PermissionError):
+                continue
+            stale = cls(path, version)
+            stale.kill_all()
+            stale.remove()
+
     @property
     def procs_file(self):
         return str(self.path / "cgroup.procs")
@@ -201,10 +222,16 @@ class MemoryCgroup:
                 pass
 
     def remove(self):
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass  # still emptying; a later attempt or the host's cleanup removes it
+        # Killed processes leave the cgroup a moment after they are reaped; rmdir fails (EBUSY) until then.
+        for _ in range(40):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.025)
+        # Still busy: remove_stale() takes it when the next worker starts.
 
 
 @dataclass
