@@ -1,12 +1,14 @@
 """Invocations through real RQ workers into sandboxed runtime processes: Lambda's contract end to end."""
 
 import json
+import os
 import time
 from urllib.parse import urlsplit
 
 from django.conf import settings
 
 from invocations.models import Invocation
+from invocations.runtime.sandbox import layers
 from tests.base import WorkerTestCase, handler_zip
 
 
@@ -175,7 +177,9 @@ class RuntimeTests(WorkerTestCase):
         """), timeout=20)
         invocation = self.invoke(fn)
         self.assertEqual(invocation.status, Invocation.Status.FAILED)
-        self.assertIn(invocation.error_type, ("Runtime.OutOfMemory", "MemoryError"))
+        # A cgroup kills the environment at its limit; without one, RLIMIT_AS makes allocation fail.
+        expected = "Runtime.OutOfMemory" if layers()["memory cgroup"][0] else "MemoryError"
+        self.assertEqual(invocation.error_type, expected)
         self.assertLessEqual(invocation.max_memory_used_mb, 128 + 16)
         # The worker survived and serves the next invocation.
         fine = self.create_function(handler_zip("def handler(e, c):\n    return 'fine'\n"), name="fine")
@@ -247,3 +251,39 @@ class RuntimeTests(WorkerTestCase):
         answer = json.loads(self.invoke(fn).result)
         self.assertNotEqual(answer["write"], "allowed")
         self.assertNotEqual(answer["redis"], "reached")
+
+    def test_it_leaves_no_process_behind_when_it_kills_an_environment(self):
+        marker = f"daemon-marker-{self.id().rsplit('.', 1)[-1]}-{time.time_ns()}"
+        fn = self.create_function(handler_zip(f"""
+            import os, time
+            def handler(event, context):
+                if os.fork() == 0:
+                    os.setsid()
+                    if os.fork() == 0:
+                        os.execv("/usr/bin/python3", ["python3", "-c", "import time; time.sleep(1000)", "{marker}"])
+                    os._exit(0)
+                time.sleep(60)
+        """), timeout=1)
+        invocation = self.invoke(fn)
+        self.assertEqual(invocation.status, Invocation.Status.TIMED_OUT)
+        deadline = time.monotonic() + 5
+        while _processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.assertEqual(_processes_with(marker), [])
+
+
+def _processes_with(marker):
+    """Return the live host pids whose command line mentions `marker`."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if marker.encode() not in open(f"/proc/{pid}/cmdline", "rb").read():
+                continue
+            state = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            found.append(int(pid))
+    return found
