@@ -93,7 +93,7 @@ class Function(models.Model):
         return self.name
 
     def get_absolute_url(self):
-        return reverse("functions:detail", args=[self.pk])
+        return reverse("functions:detail", args=[self.name])
 
     @property
     def arn(self):

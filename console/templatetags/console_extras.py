@@ -27,6 +27,14 @@ def ms(value):
 
 
 @register.filter
+def decimal(value):
+    """Show a Decimal without trailing zeros (0.0177500000000 → 0.01775)."""
+    if value is None:
+        return "—"
+    return f"{Decimal(value).normalize():f}"
+
+
+@register.filter
 def pretty_json(text):
     """Indent JSON text for reading; leave anything else as it is."""
     try:
