@@ -11,7 +11,6 @@ urlpatterns = [
     path("new/", views.function_create, name="create"),
     path("<str:name>/", views.function_detail, name="detail"),
     path("<str:name>/code/", views.function_upload_code, name="upload_code"),
-    path("<str:name>/delete/", views.function_delete, name="delete"),
     path("<str:name>/invoke/", invocation_views.invoke, name="invoke"),
     path("<str:name>/events/", views.test_event_save, name="save_event"),
     path("<str:name>/events/<int:pk>/delete/", views.test_event_delete, name="delete_event"),

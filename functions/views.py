@@ -81,14 +81,6 @@ def function_upload_code(request, name):
 
 
 @require_POST
-def function_delete(request, name):
-    function = _get_function_for_user(request, name)
-    function.delete()
-    messages.success(request, f"Deleted function {name}.")
-    return redirect("functions:list")
-
-
-@require_POST
 def test_event_save(request, name):
     function = _get_function_for_user(request, name)
     form = TestEventForm(request.POST, function=function)
