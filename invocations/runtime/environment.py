@@ -123,10 +123,14 @@ class Environment:
                                       self.environ())
         self._log.feed(f"INIT_START Runtime Version: {self.snapshot['runtime'].replace('python', 'python:')}\n".encode())
         started = time.monotonic()
-        self.process = subprocess.Popen(
-            launch.argv, env=launch.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            close_fds=True, **launch.popen_kwargs,
-        )
+        try:
+            self.process = subprocess.Popen(
+                launch.argv, env=launch.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                close_fds=True, **launch.popen_kwargs,
+            )
+        except OSError:
+            self.kill()  # give back the uid and the cgroup
+            raise
         self.alive = True
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             os.set_blocking(pipe.fileno(), False)
