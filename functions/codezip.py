@@ -92,8 +92,15 @@ def _check_type(info, shown):
             raise ZipRejected(f"Entry {shown} is not a regular file or directory.")
 
 
+# Bytes a data descriptor may take after an entry's data (with or without its signature; ZIP64 sizes).
+DESCRIPTOR_SIZES = (12, 16, 20, 24)
+
+
 def _check_layout(zf, fp, infos):
-    """Reject archives whose entries share or overlap bytes, or that carry data before the first entry."""
+    """Reject entries that share or overlap bytes, and bytes that belong to no entry.
+
+    Hidden bytes do not fool zipfile, but they would make another unzip tool see a different archive.
+    """
     ordered = sorted(infos, key=lambda i: i.header_offset)
     if ordered and ordered[0].header_offset != 0:
         raise ZipRejected("The file has unexpected data before the first ZIP entry.")
@@ -110,14 +117,39 @@ def _check_layout(zf, fp, infos):
             raise ZipRejected(
                 f"Entry {info.orig_filename!r} overlaps another entry (a known ZIP bomb technique)."
             )
+        gap = limit - data_end
+        if gap and not (info.flag_bits & 0x8 and gap in DESCRIPTOR_SIZES):
+            raise ZipRejected(f"The ZIP has {gap} bytes of hidden data after entry {info.orig_filename!r}.")
+
+
+def _check_end_record(fp):
+    """Check the entry count and the end of the file before zipfile parses the whole central directory.
+
+    zipfile reads every central record into memory first: a 50 MB upload can declare a million entries.
+    """
+    fp.seek(0, os.SEEK_END)
+    size = fp.tell()
+    end = zipfile._EndRecData(fp)  # the stdlib's own reader of the end record (ZIP64 aware)
+    if end is None:
+        raise ZipRejected("The file is not a valid ZIP archive.")
+    if end[zipfile._ECD_ENTRIES_TOTAL] > MAX_ENTRIES:
+        raise ZipRejected(
+            f"The ZIP archive has {end[zipfile._ECD_ENTRIES_TOTAL]:,} entries; the limit is {MAX_ENTRIES:,}."
+        )
+    if end[zipfile._ECD_LOCATION] + zipfile.sizeEndCentDir + len(end[zipfile._ECD_COMMENT]) != size:
+        raise ZipRejected("The file has unexpected data after the end of the ZIP archive.")
 
 
 def inspect_zip(fp):
     """Validate the archive in the open binary file `fp`; return its summary or raise ZipRejected."""
-    fp.seek(0)
     try:
+        _check_end_record(fp)
+        fp.seek(0)
         zf = zipfile.ZipFile(fp)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError):
+    except ZipRejected:
+        raise
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError, NotImplementedError,
+            RuntimeError, struct.error):
         raise ZipRejected("The file is not a valid ZIP archive.") from None
     with zf:
         infos = zf.infolist()
@@ -172,7 +204,8 @@ def _read_entry(zf, info, sink):
                     raise ZipRejected(f"Entry {info.filename!r} is larger than its declared size.")
                 if sink is not None:
                     sink.write(chunk)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as e:
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
+        # ValueError includes UnicodeDecodeError: a local header whose name is not the UTF-8 it claims.
         raise ZipRejected(f"Entry {info.filename!r} is corrupt ({e}).") from None
     if written != info.file_size:
         raise ZipRejected(f"Entry {info.filename!r} is shorter than its declared size.")

@@ -8,12 +8,18 @@ from django.db import transaction
 from redis.exceptions import RedisError
 
 from invocations.models import Invocation
+from invocations.runtime.environment import INIT_MIN_SECONDS
 from invocations.wakeup import wait_finished
 
 log = logging.getLogger(__name__)
 
-# Room for a cold start and the queue on top of the function's own timeout.
+# Room for the queue and the worker's own work on top of the function's init and run time.
 WAIT_MARGIN_SECONDS = 30
+
+
+def longest_run_seconds(config):
+    """Return how long an invocation may take in its environment: init (on a cold start), then the run."""
+    return max(INIT_MIN_SECONDS, config["timeout"]) + config["timeout"]
 
 
 def invoke(function, event, kind=Invocation.Kind.SYNC, source="console"):
@@ -34,7 +40,8 @@ def _enqueue(invocation):
     try:
         queue.enqueue_call(
             "invocations.jobs.run_invocation", args=(str(invocation.pk),), job_id=str(invocation.pk),
-            timeout=invocation.config["timeout"] + WAIT_MARGIN_SECONDS + 60,
+            # RQ's own timeout is only a backstop: the environment enforces the function's timeout itself.
+            timeout=longest_run_seconds(invocation.config) + WAIT_MARGIN_SECONDS + 60,
             result_ttl=300, failure_ttl=86400,
         )
     except RedisError as e:
@@ -48,7 +55,7 @@ def invoke_and_wait(function, event, source="console"):
     invocation = invoke(function, event, kind=Invocation.Kind.SYNC, source=source)
     if not invocation.is_finished:
         try:
-            wait_finished(invocation.pk, invocation.config["timeout"] + WAIT_MARGIN_SECONDS)
+            wait_finished(invocation.pk, longest_run_seconds(invocation.config) + WAIT_MARGIN_SECONDS)
         except RedisError as e:
             # Only the wake-up is lost: the worker still records the outcome, and the page polls for it.
             log.warning("lost the wake-up for invocation %s: %s", invocation.pk, e)

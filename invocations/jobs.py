@@ -24,9 +24,10 @@ def run_invocation(invocation_id):
     try:
         outcome = pool.run(invocation.config, invocation.request_id, invocation.event)
         invocation.finish(outcome)
-    except Exception as e:
+    except BaseException as e:
+        # Also SystemExit (a forced worker shutdown) and RQ's job timeout: the row must not stay RUNNING.
         log.exception("invocation %s failed inside the platform", invocation_id)
-        invocation.fail("ServiceException", f"The platform failed to run the invocation: {e}")
+        invocation.fail("ServiceException", f"The platform failed to run the invocation: {e!r}")
         raise
     finally:
         notify_finished(invocation_id)

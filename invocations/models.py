@@ -92,7 +92,7 @@ class Invocation(models.Model):
         fields = dict(
             status=outcome.status,
             result=outcome.payload,
-            error_type=outcome.error_type,
+            error_type=outcome.error_type[:128],
             log=f"{outcome.log}END RequestId: {self.request_id}\n{report}\n",
             cold_start=outcome.cold_start,
             init_duration_ms=outcome.init_duration_ms,

@@ -9,7 +9,7 @@ from django.conf import settings
 
 from invocations.models import Invocation
 from invocations.runtime.sandbox import layers
-from tests.base import WorkerTestCase, handler_zip
+from tests.base import WorkerTestCase, handler_zip, make_zip
 
 
 class RuntimeTests(WorkerTestCase):
@@ -287,3 +287,61 @@ def _processes_with(marker):
         if state != "Z":
             found.append(int(pid))
     return found
+
+
+class RuntimeRobustnessTests(WorkerTestCase):
+    """Hostile or odd handlers: the worker stays in charge and Lambda's shapes hold."""
+
+    def test_a_forged_answer_frame_fails_the_invocation_and_discards_the_environment(self):
+        fn = self.create_function(handler_zip("""
+            import os
+            def handler(event, context):
+                if event.get("forge"):
+                    for fd in range(3, 32):
+                        try:
+                            os.write(fd, b'{"type": "result", "ok": true, "length": -100}\\n')
+                        except OSError:
+                            pass
+                return "honest"
+        """))
+        forged = self.invoke(fn, '{"forge": true}')
+        self.assertEqual(forged.status, Invocation.Status.FAILED)
+        self.assertEqual(forged.error_type, "Runtime.ExitError")
+        self.assertNotIn("honest", forged.result)
+        after = self.invoke(fn, "{}")
+        self.assertEqual(after.status, Invocation.Status.SUCCEEDED)
+        self.assertEqual(after.result, '"honest"')
+
+    def test_a_result_that_cannot_be_encoded_is_a_marshal_error(self):
+        fn = self.create_function(handler_zip("""
+            from decimal import Decimal
+            def handler(event, context):
+                return {"value": Decimal("Infinity")}
+        """))
+        invocation = self.invoke(fn)
+        self.assertEqual(invocation.error_type, "Runtime.MarshalError")
+        self.assertTrue(json.loads(invocation.result)["errorMessage"].startswith("Unable to marshal response: "))
+
+    def test_a_zip_shipping_standard_module_names_still_reports_errors(self):
+        fn = self.create_function(make_zip({
+            "lambda_function.py": "import json\ndef handler(event, context):\n    raise ValueError(json.dumps(event))\n",
+            "ast.py": "raise ImportError('the shipped ast.py was imported')\n",
+            "json.py": "raise ImportError('the shipped json.py was imported')\n",
+            "typing.py": "raise ImportError('the shipped typing.py was imported')\n",
+        }))
+        invocation = self.invoke(fn, '{"a": 1}')
+        self.assertEqual(invocation.error_type, "ValueError")
+        self.assertEqual(json.loads(invocation.result)["errorMessage"], '{"a": 1}')
+
+    def test_the_timeout_line_survives_a_flood_of_output(self):
+        fn = self.create_function(handler_zip("""
+            import sys, time
+            def handler(event, context):
+                sys.stdout.write("y" * 600_000 + "\\n")
+                time.sleep(60)
+        """), timeout=1)
+        invocation = self.invoke(fn)
+        self.assertEqual(invocation.status, Invocation.Status.TIMED_OUT)
+        self.assertIn("[log truncated: ", invocation.log)
+        self.assertIn(f"{invocation.id} Task timed out after 1.00 seconds\n", invocation.log)
+        self.assertIn("Status: timeout", invocation.log)

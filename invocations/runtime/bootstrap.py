@@ -1,20 +1,24 @@
 """The runtime inside an execution environment: import the handler once, then serve invocations.
 
-Runs in the sandbox as `python3 -I /var/runtime/bootstrap.py LIMITS_JSON`, with the function's environment
-only. It imports nothing but the standard library, and imports all of that before the function's code
-directory joins sys.path, so a ZIP that ships json.py or typing.py cannot break it.
+Runs in the sandbox as `python3 -I /var/runtime/bootstrap.py LIMITS_JSON` with an almost empty environment;
+the function's variables arrive in the first frame, so they never pass through the launcher's environment
+or command line (bwrap and sh run on the host, before any namespace exists). It imports nothing but the
+standard library, and imports all of it (including what traceback loads lazily) before the function's
+code directory joins sys.path, so a ZIP that ships json.py, ast.py or typing.py cannot break it.
 
 Wiring, set up by the worker: fd 0 carries requests in, fd 1 carries answers out, fd 2 is the log pipe.
 The bootstrap keeps private copies of fds 0 and 1 and points the handler's stdin at /dev/null and its
 stdout at the log pipe, so nothing the handler prints can corrupt the protocol.
 
 Protocol, one frame per message: a JSON header line, then `length` raw bytes.
+  worker → runtime, once:   {"type": "configure", "length"} + the environment as a JSON object
   runtime → worker, once:   {"type": "init", "ok": true}  or  {"type": "init", "ok": false} + error JSON
   worker → runtime:         {"type": "invoke", "request_id", "deadline_ms", "invoked_function_arn",
                              "client_context", "length"} + event JSON
   runtime → worker:         {"type": "result", "ok": bool, "error_type", "max_rss_kb", "length"} + payload
 """
 
+import ast  # noqa: F401  traceback imports it lazily, after the code directory joins sys.path
 import decimal
 import importlib
 import io
@@ -26,9 +30,9 @@ import sys
 import time
 import traceback
 
-TASK_ROOT = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
 MAX_RESPONSE_BYTES = 6 * 1024 * 1024
 MAX_ERROR_MESSAGE_CHARS = 64 * 1024
+MAX_ERROR_TYPE_CHARS = 128
 
 _current_request_id = ""
 
@@ -102,7 +106,7 @@ def make_error(error_type, message, stack_trace=()):
         message = message[:MAX_ERROR_MESSAGE_CHARS] + " [truncated]"
     return {
         "errorMessage": message,
-        "errorType": error_type,
+        "errorType": error_type[:MAX_ERROR_TYPE_CHARS],
         "requestId": _current_request_id,
         "stackTrace": list(stack_trace)[-50:],
     }
@@ -113,7 +117,11 @@ def error_from_exception(exc):
     frames = traceback.extract_tb(exc.__traceback__)
     while frames and frames[0].filename == __file__:
         frames = frames[1:]
-    return make_error(type(exc).__name__, str(exc), traceback.format_list(frames))
+    try:
+        message = str(exc)
+    except Exception:
+        message = f"<unprintable {type(exc).__name__} object>"
+    return make_error(type(exc).__name__, message, traceback.format_list(frames))
 
 
 def log_error(error):
@@ -211,8 +219,8 @@ def invoke(handler, request, event_bytes):
         return False, json.dumps(error).encode(), error["errorType"]
     try:
         payload = json.dumps(result, default=_json_default, allow_nan=False).encode()
-    except (TypeError, ValueError, RecursionError) as e:
-        error = make_error("Runtime.MarshalError", f"Unable to marshal response: {e}")
+    except Exception as e:  # TypeError, ValueError, RecursionError, OverflowError from Decimal('Infinity')…
+        error = make_error("Runtime.MarshalError", f"Unable to marshal response: {error_from_exception(e)['errorMessage']}")
         log_error(error)
         return False, json.dumps(error).encode(), error["errorType"]
     if len(payload) > MAX_RESPONSE_BYTES:
@@ -239,8 +247,14 @@ def main():
     sys.stderr = io.TextIOWrapper(os.fdopen(2, "wb", closefd=False), encoding="utf-8", line_buffering=True)
     setup_logging()
 
-    sys.path.insert(0, TASK_ROOT)
-    os.chdir(TASK_ROOT)
+    header, environment = read_frame(requests)
+    if header is None or header.get("type") != "configure":
+        return 2
+    os.environ.clear()
+    os.environ.update(json.loads(environment))
+    task_root = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
+    sys.path.insert(0, task_root)
+    os.chdir(task_root)
     handler, error = load_handler(os.environ["_HANDLER"])
     flush_logs()
     if error:

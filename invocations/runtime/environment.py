@@ -34,11 +34,16 @@ class ProtocolError(Exception):
 
 
 class LogBuffer:
-    """Keep the first LOG_MAX_BYTES of an invocation's output and count the rest."""
+    """Keep the first LOG_MAX_BYTES of an invocation's output and count the rest.
+
+    The platform's own lines (START, "Task timed out", a runtime exit) are never dropped: they go after
+    the truncation marker when the function's output has filled the buffer.
+    """
 
     def __init__(self, limit):
         self.limit = limit
         self.chunks = []
+        self.tail = []
         self.size = 0
         self.dropped = 0
 
@@ -49,6 +54,9 @@ class LogBuffer:
             self.size += min(room, len(data))
         self.dropped += max(0, len(data) - max(room, 0))
 
+    def platform(self, line):
+        (self.tail if self.dropped else self.chunks).append(line.encode())
+
     def take(self):
         """Return the text so far, with a marker where it was cut, and start afresh."""
         text = b"".join(self.chunks).decode("utf-8", errors="replace")
@@ -56,7 +64,8 @@ class LogBuffer:
             if text and not text.endswith("\n"):
                 text += "\n"
             text += f"[log truncated: {self.dropped} more bytes were dropped (limit {self.limit} bytes)]\n"
-        self.chunks, self.size, self.dropped = [], 0, 0
+        text += b"".join(self.tail).decode("utf-8", errors="replace")
+        self.chunks, self.tail, self.size, self.dropped = [], [], 0, 0
         return text
 
 
@@ -86,7 +95,7 @@ class Environment:
 
     # Lifecycle
 
-    def environ(self):
+    def environ(self, launch):
         """Return the only variables the function sees: its own and Lambda's reserved ones."""
         s = self.snapshot
         stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[{s['version']}]{os.urandom(16).hex()}"
@@ -101,8 +110,8 @@ class Environment:
             "AWS_LAMBDA_LOG_STREAM_NAME": stream,
             "AWS_REGION": settings.LAMBDA_REGION,
             "AWS_DEFAULT_REGION": settings.LAMBDA_REGION,
-            "LAMBDA_TASK_ROOT": sandbox.TASK_ROOT,
-            "LAMBDA_RUNTIME_DIR": sandbox.RUNTIME_DIR,
+            "LAMBDA_TASK_ROOT": launch.task_root,
+            "LAMBDA_RUNTIME_DIR": launch.runtime_dir,
             "LANG": "en_US.UTF-8",
             "PATH": "/usr/local/bin:/usr/bin/:/bin:/opt/bin",
             "TZ": ":UTC",
@@ -116,18 +125,21 @@ class Environment:
         memory_bytes = self.snapshot["memory_size"] * 1024 * 1024
         try:
             self.cgroup = sandbox.MemoryCgroup.create(f"env-{os.getpid()}-{self.key[:12]}-{os.urandom(3).hex()}",
-                                                      memory_bytes, self.slot.uid)
+                                                      memory_bytes)
         except OSError:
             self.cgroup = None
-        launch = sandbox.build_launch(self.snapshot, self.code_dir, self.runtime_dir, self.slot, self.cgroup,
-                                      self.environ())
-        self._log.feed(f"INIT_START Runtime Version: {self.snapshot['runtime'].replace('python', 'python:')}\n".encode())
+        launch = sandbox.build_launch(self.snapshot, self.code_dir, self.runtime_dir, self.slot, self.cgroup)
+        self._log.platform(f"INIT_START Runtime Version: {self.snapshot['runtime'].replace('python', 'python:')}\n")
         started = time.monotonic()
         try:
             self.process = subprocess.Popen(
                 launch.argv, env=launch.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 close_fds=True, **launch.popen_kwargs,
             )
+            if launch.waits_for_cgroup:
+                self.cgroup.add(self.process.pid)
+                self.process.stdin.write(b"\n")
+                self.process.stdin.flush()
         except OSError:
             self.kill()  # give back the uid and the cgroup
             raise
@@ -139,8 +151,9 @@ class Environment:
         self._selector.register(self.process.stderr, selectors.EVENT_READ)
 
         init_seconds = max(INIT_MIN_SECONDS, self.snapshot["timeout"])
+        configure = ({"type": "configure"}, json.dumps(self.environ(launch)).encode())
         try:
-            header, body = self._exchange(None, time.monotonic() + init_seconds)
+            header, body = self._exchange(configure, time.monotonic() + init_seconds)
         except TimeoutError:
             self.kill()
             return False, _ms(started), None, "Sandbox.Timedout", True
@@ -187,7 +200,7 @@ class Environment:
         s = self.snapshot
         timeout = s["timeout"]
         self.invocations += 1
-        self._log.feed(f"START RequestId: {request_id} Version: {s['version']}\n".encode())
+        self._log.platform(f"START RequestId: {request_id} Version: {s['version']}\n")
         request = {
             "type": "invoke",
             "request_id": request_id,
@@ -204,7 +217,7 @@ class Environment:
             outcome.duration_ms = _ms(started)
             self.kill()
             message = f"Task timed out after {timeout:.2f} seconds"
-            self._log.feed(f"{_timestamp()} {request_id} {message}\n".encode())
+            self._log.platform(f"{_timestamp()} {request_id} {message}\n")
             outcome.status, outcome.error_type, outcome.report_status = "TIMED_OUT", "Sandbox.Timedout", "timeout"
             outcome.payload = error_payload("Sandbox.Timedout", f"RequestId: {request_id} Error: {message}", request_id)
         except (RuntimeExited, ProtocolError) as e:
@@ -217,7 +230,7 @@ class Environment:
             outcome.payload = error_payload(
                 outcome.error_type, f"RequestId: {request_id} Error: Runtime exited with error: {reason}", request_id
             )
-            self._log.feed(f"{outcome.payload}\n".encode())
+            self._log.platform(f"{outcome.payload}\n")
         else:
             outcome.duration_ms = _ms(started)
             outcome.payload = body.decode("utf-8", "replace")
@@ -225,7 +238,10 @@ class Environment:
                 outcome.status = "SUCCEEDED"
             else:
                 outcome.error_type = header.get("error_type") or "Unhandled"
-            outcome.max_memory_used_mb = math.ceil(header.get("max_rss_kb", 0) / 1024)
+            try:
+                outcome.max_memory_used_mb = math.ceil(int(header.get("max_rss_kb", 0)) / 1024)
+            except (TypeError, ValueError, OverflowError):
+                pass
         outcome.max_memory_used_mb = self.peak_memory_mb() or outcome.max_memory_used_mb
         outcome.log = self._log.take()
         self.last_used = time.monotonic()
@@ -235,7 +251,7 @@ class Environment:
         """Return the Outcome of an invocation whose environment failed to initialise."""
         if timed_out:
             message = f"Task timed out after {max(INIT_MIN_SECONDS, self.snapshot['timeout']):.2f} seconds"
-            self._log.feed(f"{_timestamp()} {request_id} {message}\n".encode())
+            self._log.platform(f"{_timestamp()} {request_id} {message}\n")
             payload = error_payload(error_type, f"RequestId: {request_id} Error: {message}", request_id)
         elif payload is None:
             payload = error_payload(
@@ -244,10 +260,14 @@ class Environment:
             )
         else:
             # The bootstrap had no request id during init; the invocation it failed has one.
-            error = json.loads(payload)
-            error["requestId"] = request_id
-            payload = json.dumps(error)
-        self._log.feed(f"START RequestId: {request_id} Version: {self.snapshot['version']}\n".encode())
+            try:
+                error = json.loads(payload)
+                error["requestId"] = request_id
+                payload = json.dumps(error)
+            except (ValueError, TypeError):
+                payload = error_payload("Runtime.InvalidResponse", "The runtime sent a malformed init error.",
+                                        request_id)
+        self._log.platform(f"START RequestId: {request_id} Version: {self.snapshot['version']}\n")
         max_mb = self.peak_memory_mb()
         return Outcome(
             status="TIMED_OUT" if timed_out else "FAILED", payload=payload, error_type=error_type,
@@ -278,6 +298,9 @@ class Environment:
 
     def _exchange(self, request, deadline):
         """Send `request` (header, body) if given, then return the next answer frame (header, body)."""
+        if self._answers:
+            # Bytes nobody asked for: the function wrote to the answer pipe itself.
+            raise ProtocolError("the runtime sent data it was not asked for")
         out = b""
         if request is not None:
             header, body = request
@@ -329,9 +352,11 @@ class Environment:
             return None
         try:
             header = json.loads(self._answers[:newline])
-            length = int(header.get("length", 0))
+            length = header.get("length", 0)
         except (ValueError, AttributeError):
             raise ProtocolError("the runtime sent a malformed frame") from None
+        if type(length) is not int or not 0 <= length <= MAX_ANSWER_BYTES:
+            raise ProtocolError("the runtime sent a frame with an invalid length")
         end = newline + 1 + length
         if len(self._answers) < end:
             return None

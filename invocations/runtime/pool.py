@@ -65,16 +65,24 @@ class Pool:
         """Run one invocation in a warm environment for `snapshot`, or a new one; return its Outcome."""
         key = environment_key(snapshot)
         env = self.idle.pop(key, None)
-        if env is not None and env.process.poll() is None:
-            outcome = env.invoke(request_id, event, cold_start=False, client_context=client_context)
-        else:
+        if env is not None and env.process.poll() is not None:
+            env.kill()
+            env = None
+        try:
+            if env is not None:
+                outcome = env.invoke(request_id, event, cold_start=False, client_context=client_context)
+            else:
+                env = Environment(key, snapshot, ensure_code(snapshot["code_sha256"]), self.runtime_dir)
+                ok, init_ms, payload, error_type, timed_out = env.start()
+                if not ok:
+                    return env.init_failure(request_id, init_ms, payload, error_type, timed_out)
+                outcome = env.invoke(request_id, event, cold_start=True, init_ms=init_ms,
+                                     client_context=client_context)
+        except BaseException:
+            # Whatever went wrong (a platform bug, RQ's job timeout, a shutdown), never strand a sandbox.
             if env is not None:
                 env.kill()
-            env = Environment(key, snapshot, ensure_code(snapshot["code_sha256"]), self.runtime_dir)
-            ok, init_ms, payload, error_type, timed_out = env.start()
-            if not ok:
-                return env.init_failure(request_id, init_ms, payload, error_type, timed_out)
-            outcome = env.invoke(request_id, event, cold_start=True, init_ms=init_ms, client_context=client_context)
+            raise
         if env.alive:
             self.idle[key] = env
             self._evict()

@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
@@ -146,7 +146,7 @@ class MemoryCgroup:
         return None
 
     @classmethod
-    def create(cls, name, limit_bytes, owner_uid):
+    def create(cls, name, limit_bytes):
         found = cls.parent()
         if found is None:
             return None
@@ -162,11 +162,13 @@ class MemoryCgroup:
                 swap.write_text(str(limit_bytes))
         else:
             (path / "memory.max").write_text(str(limit_bytes))
-            (path / "memory.swap.max").write_text("0")
-        if owner_uid is not None:
-            # The launcher joins the cgroup itself, as the sandbox uid, before it execs bwrap.
-            os.chown(path / "cgroup.procs", owner_uid, owner_uid)
+            if (path / "memory.swap.max").exists():
+                (path / "memory.swap.max").write_text("0")
         return cg
+
+    def add(self, pid):
+        """Move a process into this cgroup (the worker does it: only it may, on v1 and v2 alike)."""
+        Path(self.procs_file).write_text(str(pid))
 
     @classmethod
     def remove_stale(cls):
@@ -237,12 +239,18 @@ class MemoryCgroup:
 @dataclass
 class Launch:
     argv: list
-    env: dict
     popen_kwargs: dict
+    task_root: str  # where the code appears to the runtime
+    runtime_dir: str
+    # The launcher's own environment: bwrap and sh run on the host, so nothing of the function's goes here.
+    env: dict = field(default_factory=lambda: {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+    # Set when the launcher waits for one line on stdin before it execs: the worker moves it into its
+    # cgroup first, so everything it starts is counted and limited from the first byte.
+    waits_for_cgroup: bool = False
 
 
-def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, environ):
-    """Return the command line, environment and Popen options for one execution environment."""
+def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup):
+    """Return the command line and Popen options for one execution environment."""
     memory_bytes = snapshot["memory_size"] * 1024 * 1024
     limits = {"RLIMIT_NOFILE": 1024, "RLIMIT_NPROC": 1024, "RLIMIT_CORE": 0}
     if cgroup is None:
@@ -261,17 +269,20 @@ def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, environ):
             "--ro-bind", str(code_dir), TASK_ROOT,
             "--ro-bind", str(runtime_dir), RUNTIME_DIR,
             "--hostname", "localhost",
+            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
             "--chdir", TASK_ROOT,
             *inner,
         ]
+        launch = Launch(argv, _drop_privileges(slot.uid), TASK_ROOT, RUNTIME_DIR)
     else:
-        # Degraded: no namespaces. The code is read in place, and /var/task is only a name in the env.
+        # Degraded: no namespaces. The code is read in place, and /var/task is only a name.
         argv = [python, "-I", "-B", str(Path(runtime_dir) / "bootstrap.py"), json.dumps(limits)]
-        environ = {**environ, "LAMBDA_TASK_ROOT": str(code_dir), "LAMBDA_RUNTIME_DIR": str(runtime_dir)}
+        launch = Launch(argv, _drop_privileges(slot.uid), str(code_dir), str(runtime_dir))
     if cgroup is not None:
-        # Join the cgroup before anything is allocated; sh is the cheapest place to do it.
-        argv = ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', cgroup.procs_file, *argv]
-    return Launch(argv=argv, env=environ, popen_kwargs=_drop_privileges(slot.uid))
+        # sh is the cheapest process that can wait for the worker to move it into the cgroup.
+        launch.argv = ["/bin/sh", "-c", 'read -r _ && exec "$@"', "sh", *launch.argv]
+        launch.waits_for_cgroup = True
+    return launch
 
 
 def install_runtime(cache_dir):
