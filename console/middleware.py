@@ -1,8 +1,11 @@
 """Refuse uploads past MAX_UPLOAD_BYTES with 413, before anything reaches a view.
 
-Two checks, because a client may send no Content-Length (chunked) or a false one: the declared length is
-checked before the body is read, and UploadLimitHandler counts the bytes as they stream in.
+Three checks, because a client may send a false Content-Length or none at all: the declared length is
+checked before the body is read, UploadLimitHandler counts the bytes as they stream in, and a chunked
+body (no Content-Length) is counted while it is spooled by ChunkedBodyLimit, in front of Django.
 """
+
+import tempfile
 
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
@@ -13,13 +16,13 @@ from django.template.defaultfilters import filesizeformat
 FORM_OVERHEAD = 64 * 1024
 
 
-def too_large_response():
+def too_large_message():
     limit = filesizeformat(settings.MAX_UPLOAD_BYTES)
-    return HttpResponse(
-        f"Request Entity Too Large: uploads are limited to {limit} (Lambda's limit for a ZIP).",
-        status=413,
-        content_type="text/plain; charset=utf-8",
-    )
+    return f"Request Entity Too Large: uploads are limited to {limit} (Lambda's limit for a ZIP)."
+
+
+def too_large_response():
+    return HttpResponse(too_large_message(), status=413, content_type="text/plain; charset=utf-8")
 
 
 class UploadLimitHandler(FileUploadHandler):
@@ -54,3 +57,36 @@ class UploadLimitMiddleware:
             if getattr(request, "upload_too_large", False):
                 return too_large_response()
         return self.get_response(request)
+
+
+class ChunkedBodyLimit:
+    """WSGI wrapper: spool a chunked request body (no Content-Length), refusing it past the limit.
+
+    Django reads a body without CONTENT_LENGTH as empty, and gunicorn hands chunked bodies over that
+    way; so count and spool the body first, then give Django a length to read it by.
+    """
+
+    SPOOL_IN_MEMORY = 2_621_440  # Django's own memory/disk threshold for uploads
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if not chunked or environ.get("CONTENT_LENGTH"):
+            return self.app(environ, start_response)
+        limit = settings.MAX_UPLOAD_BYTES + FORM_OVERHEAD
+        body = tempfile.SpooledTemporaryFile(max_size=self.SPOOL_IN_MEMORY, dir=settings.FILE_UPLOAD_TEMP_DIR)
+        size = 0
+        while chunk := environ["wsgi.input"].read(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                body.close()
+                start_response("413 Request Entity Too Large",
+                               [("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")])
+                return [too_large_message().encode()]
+            body.write(chunk)
+        body.seek(0)
+        environ["wsgi.input"] = body
+        environ["CONTENT_LENGTH"] = str(size)
+        return self.app(environ, start_response)

@@ -1,16 +1,11 @@
-"""
-WSGI config for console project.
-
-It exposes the WSGI callable as a module-level variable named ``application``.
-
-For more information on this file, see
-https://docs.djangoproject.com/en/5.2/howto/deployment/wsgi/
-"""
+"""The WSGI entry point gunicorn serves."""
 
 import os
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'console.settings')
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "console.settings")
 
-application = get_wsgi_application()
+from console.middleware import ChunkedBodyLimit  # noqa: E402  (needs the settings module set)
+
+application = ChunkedBodyLimit(get_wsgi_application())

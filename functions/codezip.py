@@ -39,6 +39,7 @@ class ZipRejected(ValueError):
 class ZipSummary:
     files: list = field(default_factory=list)  # [(name, size)] of regular files, in archive order
     unzipped_size: int = 0
+    data_starts: dict = field(default_factory=dict, repr=False)  # {header offset: where its data begins}
 
     def has_module(self, module):
         """Return whether `a.b` exists as a/b.py or a/b/__init__.py (what the runtime imports)."""
@@ -97,10 +98,12 @@ DESCRIPTOR_SIZES = (12, 16, 20, 24)
 
 
 def _check_layout(zf, fp, infos):
-    """Reject entries that share or overlap bytes, and bytes that belong to no entry.
+    """Reject entries that share or overlap bytes, and bytes that belong to no entry; return where each
+    entry's data starts ({header offset: data offset}).
 
     Hidden bytes do not fool zipfile, but they would make another unzip tool see a different archive.
     """
+    starts = {}
     ordered = sorted(infos, key=lambda i: i.header_offset)
     if ordered and ordered[0].header_offset != 0:
         raise ZipRejected("The file has unexpected data before the first ZIP entry.")
@@ -112,7 +115,15 @@ def _check_layout(zf, fp, infos):
             raise ZipRejected(f"Entry {info.orig_filename!r} has no valid local header: the ZIP is corrupt.")
         fields = LOCAL_HEADER.unpack(header)
         name_len, extra_len = fields[-2], fields[-1]
-        data_end = info.header_offset + LOCAL_HEADER.size + name_len + extra_len + info.compress_size
+        raw_name = fp.read(name_len)
+        try:
+            local_name = raw_name.decode("utf-8" if info.flag_bits & 0x800 else "cp437")
+        except UnicodeDecodeError:
+            local_name = None
+        if local_name != info.orig_filename:
+            raise ZipRejected(f"Entry {info.orig_filename!r} has another name in its local header.")
+        starts[info.header_offset] = info.header_offset + LOCAL_HEADER.size + name_len + extra_len
+        data_end = starts[info.header_offset] + info.compress_size
         if data_end > limit:
             raise ZipRejected(
                 f"Entry {info.orig_filename!r} overlaps another entry (a known ZIP bomb technique)."
@@ -120,6 +131,7 @@ def _check_layout(zf, fp, infos):
         gap = limit - data_end
         if gap and not (info.flag_bits & 0x8 and gap in DESCRIPTOR_SIZES):
             raise ZipRejected(f"The ZIP has {gap} bytes of hidden data after entry {info.orig_filename!r}.")
+    return starts
 
 
 def _check_end_record(fp):
@@ -186,29 +198,50 @@ def inspect_zip(fp):
                 f"Unzipped size must be smaller than {MAX_UNZIPPED_BYTES} bytes "
                 f"(this archive declares {summary.unzipped_size})."
             )
-        _check_layout(zf, fp, infos)
-        # Read every entry once: zipfile checks the CRC and the declared size as it goes.
+        summary.data_starts = _check_layout(zf, fp, infos)
+        # Read every entry once, proving its size and CRC.
         for info in infos:
             if not info.is_dir():
-                _read_entry(zf, info, sink=None)
+                read_entry(fp, info, summary.data_starts[info.header_offset], sink=None)
     return summary
 
 
-def _read_entry(zf, info, sink):
-    written = 0
+def read_entry(fp, info, data_start, sink):
+    """Decompress one entry from `fp` into `sink` (or nowhere), checking it ends exactly where declared.
+
+    zipfile stops reading at the declared size, so a stream that inflates to more than that (with a CRC
+    of the declared part) would pass it silently; here the compressed data must end at the declared size.
+    """
+    fp.seek(data_start)
+    remaining = info.compress_size
+    inflater = zlib.decompressobj(-15) if info.compress_type == zipfile.ZIP_DEFLATED else None
+    written, crc = 0, 0
     try:
-        with zf.open(info) as src:
-            while chunk := src.read(READ_CHUNK):
+        while remaining:
+            raw = fp.read(min(READ_CHUNK, remaining))
+            if not raw:
+                raise ZipRejected(f"Entry {info.filename!r} is truncated.")
+            remaining -= len(raw)
+            # Never inflate more than one byte past the declared size, whatever the stream holds.
+            chunk = inflater.decompress(raw, info.file_size - written + 1) if inflater else raw
+            while True:
                 written += len(chunk)
                 if written > info.file_size:
                     raise ZipRejected(f"Entry {info.filename!r} is larger than its declared size.")
+                crc = zlib.crc32(chunk, crc)
                 if sink is not None:
                     sink.write(chunk)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError) as e:
-        # ValueError includes UnicodeDecodeError: a local header whose name is not the UTF-8 it claims.
+                if not inflater or not inflater.unconsumed_tail:
+                    break
+                chunk = inflater.decompress(inflater.unconsumed_tail, info.file_size - written + 1)
+        if inflater and (not inflater.eof or inflater.unused_data):
+            raise ZipRejected(f"Entry {info.filename!r} does not end where its compressed size says.")
+    except zlib.error as e:
         raise ZipRejected(f"Entry {info.filename!r} is corrupt ({e}).") from None
     if written != info.file_size:
         raise ZipRejected(f"Entry {info.filename!r} is shorter than its declared size.")
+    if crc != info.CRC:
+        raise ZipRejected(f"Entry {info.filename!r} is corrupt (Bad CRC-32).")
 
 
 def extract_zip(path, dest):
@@ -223,7 +256,7 @@ def extract_zip(path, dest):
     try:
         os.chmod(tmp, 0o755)
         with open(path, "rb") as fp:
-            inspect_zip(fp)
+            starts = inspect_zip(fp).data_starts
             with zipfile.ZipFile(fp) as zf:
                 for info in zf.infolist():
                     target = os.path.join(tmp, unicodedata.normalize("NFC", info.filename.rstrip("/")))
@@ -233,7 +266,7 @@ def extract_zip(path, dest):
                     os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
                     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
                     with os.fdopen(fd, "wb") as out:
-                        _read_entry(zf, info, sink=out)
+                        read_entry(fp, info, starts[info.header_offset], sink=out)
         # Explicit modes whatever the umask: the sandbox's uid reads the tree, nobody writes it.
         for root, dirnames, filenames in os.walk(tmp):
             for d in dirnames:
