@@ -1,16 +1,29 @@
 """The suite's small world: alice owns functions, bob is another user; and helpers to build ZIPs."""
 
 import io
+import os
 import textwrap
 import zipfile
 
 import pytest
 from django.contrib.auth.models import User
+from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import TestCase, TransactionTestCase
 
 from functions.forms import FunctionForm, host_runtime
 from invocations.invoke import invoke_and_wait
+
+
+def stored_files():
+    """Return {relative path: size} of everything under the artifact storage directory."""
+    root = default_storage.location
+    found = {}
+    for dirpath, _, filenames in os.walk(root):
+        for f in filenames:
+            path = os.path.join(dirpath, f)
+            found[os.path.relpath(path, root)] = os.path.getsize(path)
+    return found
 
 
 def make_zip(files):

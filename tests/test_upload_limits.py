@@ -23,26 +23,14 @@ import zipfile
 
 import pytest
 from django.conf import settings
-from django.core.files.storage import default_storage
 from django.test import TransactionTestCase
 
 from functions.forms import host_runtime
 from functions.models import CodeArtifact, Function
-from tests.base import World
+from tests.base import World, stored_files
 
 MiB = 1 << 20
 BLOCK = bytes(256 * 1024)  # the zeros every big body is streamed from (no 60 MB string is ever built)
-
-
-def stored_files():
-    """Return {relative path: size} of everything under the artifact storage directory."""
-    root = default_storage.location
-    found = {}
-    for dirpath, _, filenames in os.walk(root):
-        for f in filenames:
-            path = os.path.join(dirpath, f)
-            found[os.path.relpath(path, root)] = os.path.getsize(path)
-    return found
 
 
 def upload_temp_files():

@@ -25,7 +25,7 @@ from functions.codezip import ZipRejected, extract_zip
 from functions.forms import host_runtime
 from functions.models import CodeArtifact, Function
 from invocations.models import Invocation
-from tests.base import BaseTestCase, WorkerTestCase, make_zip
+from tests.base import BaseTestCase, WorkerTestCase, make_zip, stored_files
 
 MiB = 1 << 20
 HANDLER = b"def handler(event, context):\n    return 'ok'\n"
@@ -142,17 +142,6 @@ def patch_method(data, method):
     cd = b.find(b"PK\x01\x02")
     b[cd + 10:cd + 12] = struct.pack("<H", method)
     return bytes(b)
-
-
-def stored_files():
-    """Return {relative path: size} of everything under the artifact storage directory."""
-    root = default_storage.location
-    found = {}
-    for dirpath, _, filenames in os.walk(root):
-        for f in filenames:
-            path = os.path.join(dirpath, f)
-            found[os.path.relpath(path, root)] = os.path.getsize(path)
-    return found
 
 
 def code_sha256_b64(code):
