@@ -96,7 +96,7 @@ def main():
         assert first.status == "SUCCEEDED", first.result
 
         # Interleave the three measurements so drift in machine load hits all of them alike.
-        baseline, warm, cold, inside = [], [], [], []
+        baseline, warm, cold, inside, init = [], [], [], [], []
         cold_left = args.cold
         for i in range(args.warm):
             baseline += timed(baseline_once, 1)
@@ -111,6 +111,7 @@ def main():
                 invocation = invoke_and_wait(fn, "{}")
                 cold.append((time.perf_counter() - started) * 1000)
                 assert invocation.cold_start and invocation.status == "SUCCEEDED", invocation.result
+                init.append(float(invocation.init_duration_ms))
                 cold_left -= 1
     finally:
         worker.terminate()
@@ -121,6 +122,7 @@ def main():
         ("RQ round trip (baseline)", baseline),
         ("warm invoke, enqueue → result", warm),
         ("cold invoke, enqueue → result", cold),
+        ("cold: Init Duration (sandbox + import)", init),
         ("warm: handler duration (inside)", inside),
     ]
     print(f"\n{'measurement':36} {'n':>5} {'median ms':>10} {'p90 ms':>9} {'median / baseline':>18}")

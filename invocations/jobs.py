@@ -31,4 +31,6 @@ def run_invocation(invocation_id):
         raise
     finally:
         notify_finished(invocation_id)
+    # Housekeeping after the caller has been woken: stopping an old environment takes milliseconds.
+    pool.evict()
     return invocation.status

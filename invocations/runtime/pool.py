@@ -85,10 +85,10 @@ class Pool:
             raise
         if env.alive:
             self.idle[key] = env
-            self._evict()
         return outcome
 
-    def _evict(self):
+    def evict(self):
+        """Stop the least recently used environments past the limit; call once the caller has its answer."""
         while len(self.idle) > self.max_idle:
             _, env = self.idle.popitem(last=False)
             env.kill()
