@@ -1,7 +1,7 @@
 from datetime import timedelta
 
 from django.contrib import messages
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q, Sum
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -36,10 +36,15 @@ def function_create(request):
     if request.method == "POST":
         form = FunctionForm(request.POST, request.FILES, owner=request.user)
         if form.is_valid():
-            with transaction.atomic():
-                function = form.save()
-            messages.success(request, f"Created function {function.name}.")
-            return redirect(function)
+            try:
+                with transaction.atomic():
+                    function = form.save()
+            except IntegrityError:
+                # Another request created the same name between validation and save.
+                form.add_error("name", f"You already have a function named {form.cleaned_data['name']!r}.")
+            else:
+                messages.success(request, f"Created function {function.name}.")
+                return redirect(function)
     else:
         form = FunctionForm(owner=request.user)
     return render(request, "functions/create.html", {"form": form})
@@ -52,7 +57,8 @@ def function_detail(request, name):
 
 def render_detail(request, function, invoke_form=None, event_form=None, code_form=None, status=200):
     """Render the function page; the forms given carry the errors of a rejected POST."""
-    chosen = function.test_events.filter(pk=request.GET.get("event") or 0).first() if request.method == "GET" else None
+    chosen_id = request.GET.get("event", "") if request.method == "GET" else ""
+    chosen = function.test_events.filter(pk=chosen_id).first() if chosen_id.isdigit() else None
     if invoke_form is None:
         invoke_form = InvokeForm(initial={"event": chosen.body} if chosen else None)
     context = {
