@@ -14,7 +14,7 @@ RECENT_INVOCATIONS = 20
 
 
 def _get_function_for_user(request, name):
-    return get_object_or_404(Function.objects.select_related("code"), owner=request.user, name=name)
+    return get_object_or_404(Function.objects.select_related("code", "owner"), owner=request.user, name=name)
 
 
 def function_list(request):
