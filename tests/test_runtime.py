@@ -15,14 +15,21 @@ from tests.base import WorkerTestCase, handler_zip, make_zip
 class RuntimeTests(WorkerTestCase):
     def test_it_runs_the_handler_and_records_the_result(self):
         fn = self.create_function(handler_zip("""
+            import logging, sys
+            logger = logging.getLogger()
+            logger.setLevel(logging.INFO)
             def handler(event, context):
                 print("got", event["n"])
+                print("to stderr", file=sys.stderr)
+                logger.info("logged %s", event["n"])
                 return {"doubled": event["n"] * 2}
         """))
         invocation = self.invoke(fn, '{"n": 21}')
         self.assertEqual(invocation.status, Invocation.Status.SUCCEEDED)
         self.assertEqual(json.loads(invocation.result), {"doubled": 42})
-        self.assertIn("got 21\n", invocation.log)
+        self.assertIn("got 21\nto stderr\n", invocation.log)
+        # Lambda's format for the logging module: [LEVEL]\ttimestamp\trequest id\tmessage
+        self.assertRegex(invocation.log, rf"\[INFO\]\t\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{{3}}Z\t{invocation.id}\tlogged 21\n")
         self.assertTrue(invocation.log.startswith("INIT_START Runtime Version: python:3."))
         self.assertIn(f"START RequestId: {invocation.id} Version: $LATEST\n", invocation.log)
         self.assertIn(f"END RequestId: {invocation.id}\n", invocation.log)
