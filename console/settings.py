@@ -212,6 +212,9 @@ SANDBOX_UID_MAX = envint("SANDBOX_UID_MAX", 61999)
 CODE_CACHE_DIR = Path(os.environ.get("CODE_CACHE_DIR", DATA_DIR / "code-cache"))
 # Log bytes kept per invocation; the rest is dropped with a marker.
 LOG_MAX_BYTES = envint("LOG_MAX_BYTES", 256 * 1024)
+# Seconds between a worker's upkeep passes: RQ's registry cleaning and failing invocations whose
+# worker on this host died.
+WORKER_MAINTENANCE_INTERVAL = envint("WORKER_MAINTENANCE_INTERVAL", 60)
 # Warm environments one worker keeps.
 MAX_ENVIRONMENTS_PER_WORKER = envint("MAX_ENVIRONMENTS_PER_WORKER", 8)
 

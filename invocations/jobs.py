@@ -19,7 +19,7 @@ def run_invocation(invocation_id):
     invocation = Invocation.objects.filter(pk=invocation_id).first()
     if invocation is None:
         return "missing"
-    if not invocation.claim(worker_name=f"{socket.gethostname()}:{os.getpid()}"):
+    if not invocation.claim(worker_name=f"{socket.gethostname()}:{os.getpid()}"):  # fail_orphans() reads it
         return "already claimed"
     try:
         outcome = pool.run(invocation.config, invocation.request_id, invocation.event)

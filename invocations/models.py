@@ -1,3 +1,5 @@
+import os
+import socket
 import uuid
 
 from django.db import models
@@ -58,6 +60,8 @@ class Invocation(models.Model):
         indexes = [
             # The function page's recent invocations, and the list's 24 h counts and monthly cost.
             models.Index(fields=["function", "-created_at"], name="invocation_function_recent"),
+            # The workers' sweep for invocations orphaned by a dead worker (fail_orphans).
+            models.Index(fields=["status", "worker"], name="invocation_status_worker"),
         ]
 
     def __str__(self):
@@ -110,6 +114,23 @@ class Invocation(models.Model):
                 setattr(self, name, value)
         return updated == 1
 
+    @classmethod
+    def fail_orphans(cls):
+        """Fail the RUNNING invocations whose worker on this host has died; return them.
+
+        A worker killed outright (SIGKILL, the OOM killer, a crash) takes its sandbox with it but cannot
+        record anything: without this sweep its invocation would stay RUNNING for ever.
+        """
+        orphans = []
+        host = socket.gethostname()
+        for invocation in cls.objects.filter(status=cls.Status.RUNNING, worker__startswith=f"{host}:"):
+            pid = invocation.worker.rsplit(":", 1)[1]
+            if not pid.isdigit() or _process_alive(int(pid)):
+                continue
+            invocation.fail("ServiceException", "The worker running this invocation stopped before it finished.")
+            orphans.append(invocation)
+        return orphans
+
     def fail(self, error_type, message):
         """Finish an invocation that never reached a runtime (e.g. it could not be queued)."""
         fields = dict(
@@ -119,3 +140,12 @@ class Invocation(models.Model):
         Invocation.objects.filter(pk=self.pk, status__in=[self.Status.QUEUED, self.Status.RUNNING]).update(**fields)
         for name, value in fields.items():
             setattr(self, name, value)
+
+
+def _process_alive(pid):
+    """Return whether `pid` is a live process (a zombie, killed but not yet reaped, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

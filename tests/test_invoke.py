@@ -1,5 +1,11 @@
 """invoke(): the row comes first, the job after commit, and a lost queue never strands a row."""
 
+import json
+import os
+import socket
+import subprocess
+import time
+
 from django.conf import settings
 from django.test import override_settings
 from django.urls import reverse
@@ -53,3 +59,45 @@ class InvokeTests(BaseTestCase):
         response = self.client.post(reverse("functions:invoke", args=["hello"]), {"event": "{nope"})
         self.assertContains(response, "The event is not valid JSON", status_code=400)
         self.assertFalse(Invocation.objects.exists())
+
+
+class OrphanTests(BaseTestCase):
+    """A worker killed outright cannot record anything; the others' sweep must end its invocation."""
+
+    def running_on(self, pid):
+        fn = self.create_function(handler_zip("def handler(e, c):\n    return e\n"), name=f"fn{pid}")
+        invocation = invoke(fn, "{}")
+        Invocation.objects.filter(pk=invocation.pk).update(
+            status=Invocation.Status.RUNNING, worker=f"{socket.gethostname()}:{pid}"
+        )
+        return invocation
+
+    def test_it_fails_an_invocation_whose_worker_died(self):
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        orphan = self.running_on(dead.pid)
+        alive = self.running_on(os.getpid())
+        self.assertEqual([i.pk for i in Invocation.fail_orphans()], [orphan.pk])
+        orphan.refresh_from_db()
+        alive.refresh_from_db()
+        self.assertEqual(orphan.status, Invocation.Status.FAILED)
+        self.assertEqual(orphan.error_type, "ServiceException")
+        self.assertIn("stopped before it finished", json.loads(orphan.result)["errorMessage"])
+        self.assertEqual(alive.status, Invocation.Status.RUNNING)
+
+    def test_a_killed_worker_not_yet_reaped_counts_as_dead(self):
+        zombie = subprocess.Popen(["sleep", "60"])
+        zombie.kill()
+        time.sleep(0.2)  # not waited for: it stays a zombie
+        orphan = self.running_on(zombie.pid)
+        try:
+            self.assertEqual([i.pk for i in Invocation.fail_orphans()], [orphan.pk])
+        finally:
+            zombie.wait()
+
+    def test_it_leaves_invocations_of_other_hosts_alone(self):
+        other = self.running_on(os.getpid())
+        Invocation.objects.filter(pk=other.pk).update(worker="some-other-host:1")
+        self.assertEqual(Invocation.fail_orphans(), [])
+        other.refresh_from_db()
+        self.assertEqual(other.status, Invocation.Status.RUNNING)
