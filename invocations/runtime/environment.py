@@ -83,12 +83,11 @@ class Environment:
         self.slot = None
         self.cgroup = None
         self.alive = False
-        self.invocations = 0
-        self.last_used = time.monotonic()
         self._selector = None
         self._answers = b""
         self._log = LogBuffer(settings.LOG_MAX_BYTES)
         self._last_peak_mb = None
+        self._log_open = False
 
     def __repr__(self):
         return f"<Environment {self.snapshot['function_name']} {self.key[:8]} pid={getattr(self.process, 'pid', None)}>"
@@ -149,6 +148,7 @@ class Environment:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.process.stdout, selectors.EVENT_READ)
         self._selector.register(self.process.stderr, selectors.EVENT_READ)
+        self._log_open = True
 
         init_seconds = max(INIT_MIN_SECONDS, self.snapshot["timeout"])
         configure = ({"type": "configure"}, json.dumps(self.environ(launch)).encode())
@@ -199,7 +199,6 @@ class Environment:
         """Run one invocation; return its Outcome. The environment is killed if it cannot be reused."""
         s = self.snapshot
         timeout = s["timeout"]
-        self.invocations += 1
         self._log.platform(f"START RequestId: {request_id} Version: {s['version']}\n")
         request = {
             "type": "invoke",
@@ -244,7 +243,6 @@ class Environment:
                 pass
         outcome.max_memory_used_mb = self.peak_memory_mb() or outcome.max_memory_used_mb
         outcome.log = self._log.take()
-        self.last_used = time.monotonic()
         return outcome
 
     def init_failure(self, request_id, init_ms, payload, error_type, timed_out):
@@ -371,15 +369,14 @@ class Environment:
             return False
         if not data:
             self._selector.unregister(self.process.stderr)
+            self._log_open = False
             return False
         self._log.feed(data)
         return True
 
     def _drain_log(self):
         """Read what the runtime wrote before its answer; it is all in the pipe already."""
-        if self.process.stderr.closed or self.process.stderr not in {k.fileobj for k in self._selector.get_map().values()}:
-            return
-        while self._read_log(self.process.stderr.fileno()):
+        while self._log_open and self._read_log(self.process.stderr.fileno()):
             pass
 
 
