@@ -23,12 +23,19 @@ def status(request):
         checks["database"] = (True, connection.vendor)
     except Exception as e:
         checks["database"] = (False, str(e))
+    redis = django_rq.get_connection(settings.INVOCATION_QUEUE)
     try:
-        redis = django_rq.get_connection(settings.INVOCATION_QUEUE)
         redis.ping()
         checks["redis"] = (True, "PING answered")
     except Exception as e:
         checks["redis"] = (False, str(e))
     healthy = all(ok for ok, _ in checks.values())
-    context = {"healthy": healthy, "checks": checks, "layers": layers()}
+    has_password = bool(redis.connection_pool.connection_kwargs.get("password"))
+    redis_password = (
+        has_password,
+        "REDIS_URL has a password" if has_password
+        else "REDIS_URL has none: a function with outbound network on shares the host's network and could "
+             "reach Redis, and whoever writes to RQ's queues runs code in the workers",
+    )
+    context = {"healthy": healthy, "checks": checks, "layers": {**layers(), "Redis password": redis_password}}
     return render(request, "console/status.html", context, status=200 if healthy else 503)

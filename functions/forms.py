@@ -8,9 +8,12 @@ from django.core.validators import RegexValidator
 
 from functions.codezip import ZipRejected
 from functions.models import (
+    EPHEMERAL_MAX,
+    EPHEMERAL_MIN,
     MEMORY_MAX,
     MEMORY_MIN,
     NAME_PATTERN,
+    RESERVED_CONCURRENCY_MAX,
     TIMEOUT_MAX,
     TIMEOUT_MIN,
     CodeArtifact,
@@ -85,10 +88,9 @@ def _check_handler_module(form, handler, summary):
         )
 
 
-class FunctionForm(forms.Form):
-    name = forms.CharField(max_length=64, validators=[validate_name])
-    runtime = forms.ChoiceField(choices=())
-    handler = forms.CharField(max_length=128, initial="lambda_function.handler", validators=[validate_handler])
+class SettingsFields(forms.Form):
+    """The settings a function is created with and can change later."""
+
     memory_size = forms.IntegerField(
         label="Memory (MB)", min_value=MEMORY_MIN, max_value=MEMORY_MAX, initial=128,
         help_text=f"{MEMORY_MIN} to {MEMORY_MAX} MB.",
@@ -97,7 +99,27 @@ class FunctionForm(forms.Form):
         label="Timeout (seconds)", min_value=TIMEOUT_MIN, max_value=TIMEOUT_MAX, initial=3,
         help_text=f"{TIMEOUT_MIN} to {TIMEOUT_MAX} seconds.",
     )
+    ephemeral_storage = forms.IntegerField(
+        label="Ephemeral storage (MB)", min_value=EPHEMERAL_MIN, max_value=EPHEMERAL_MAX, initial=512,
+        required=False, help_text=f"The size of /tmp: {EPHEMERAL_MIN} to {EPHEMERAL_MAX} MB.",
+    )
+    outbound_network = forms.BooleanField(
+        label="Outbound network", required=False,
+        help_text="Off: the function has no network at all. On: it shares the host's network, so it can "
+                  "reach anything the host can, including services listening on the host.",
+    )
     description = forms.CharField(max_length=256, required=False)
+
+    def clean_ephemeral_storage(self):
+        return self.cleaned_data["ephemeral_storage"] or EPHEMERAL_MIN
+
+
+class FunctionForm(SettingsFields):
+    field_order = ["name", "runtime", "handler", "code"]
+
+    name = forms.CharField(max_length=64, validators=[validate_name])
+    runtime = forms.ChoiceField(choices=())
+    handler = forms.CharField(max_length=128, initial="lambda_function.handler", validators=[validate_handler])
     code = CodeField()
 
     def __init__(self, *args, owner, **kwargs):
@@ -131,8 +153,29 @@ class FunctionForm(forms.Form):
         artifact = CodeArtifact.store(data["code"], self.code_summary)
         return Function.objects.create(
             owner=self.owner, code=artifact,
-            **{k: data[k] for k in ("name", "runtime", "handler", "memory_size", "timeout", "description")},
+            **{k: data[k] for k in ("name", "runtime", "handler", *SettingsFields.base_fields)},
         )
+
+
+class ConfigurationForm(SettingsFields):
+    """Change a function's settings; invocations already queued keep the configuration they were given."""
+
+    reserved_concurrency = forms.IntegerField(
+        label="Reserved concurrency", min_value=0, max_value=RESERVED_CONCURRENCY_MAX, required=False,
+        help_text="The most invocations of this function that run at once. Empty: no limit of its own; "
+                  "0: every invocation is throttled.",
+    )
+
+    def __init__(self, *args, function, **kwargs):
+        initial = {name: getattr(function, name) for name in self.base_fields}
+        super().__init__(*args, initial=initial, **kwargs)
+        self.function = function
+
+    def save(self):
+        for name, value in self.cleaned_data.items():
+            setattr(self.function, name, value)
+        self.function.save(update_fields=[*self.cleaned_data, "last_modified"])
+        return self.function
 
 
 class CodeForm(forms.Form):

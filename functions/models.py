@@ -12,6 +12,9 @@ from functions.codezip import inspect_zip
 NAME_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
 MEMORY_MIN, MEMORY_MAX = 128, 10240
 TIMEOUT_MIN, TIMEOUT_MAX = 1, 900
+EPHEMERAL_MIN, EPHEMERAL_MAX = 512, 10240
+# Lambda's default account concurrency quota: the most a function can reserve.
+RESERVED_CONCURRENCY_MAX = 1000
 
 
 def account_id(user):
@@ -78,6 +81,11 @@ class Function(models.Model):
     handler = models.CharField(max_length=128)
     memory_size = models.PositiveIntegerField(default=128, help_text="MB")
     timeout = models.PositiveIntegerField(default=3, help_text="seconds")
+    ephemeral_storage = models.PositiveIntegerField(default=512, help_text="MB of /tmp")
+    # Off, the sandbox has only a loopback interface of its own. On, it shares the host's network.
+    outbound_network = models.BooleanField(default=False)
+    # None: no limit of its own (the workers bound it). 0: every invocation is throttled.
+    reserved_concurrency = models.PositiveIntegerField(null=True, blank=True)
     code = models.ForeignKey(CodeArtifact, on_delete=models.PROTECT, related_name="functions")
     created_at = models.DateTimeField(auto_now_add=True)
     last_modified = models.DateTimeField(auto_now=True)
@@ -117,6 +125,8 @@ class Function(models.Model):
             "handler": self.handler,
             "memory_size": self.memory_size,
             "timeout": self.timeout,
+            "ephemeral_storage": self.ephemeral_storage,
+            "outbound_network": self.outbound_network,
             "code_sha256": self.code_id,
             "arn": self.arn,
             "log_group_name": self.log_group_name,

@@ -7,7 +7,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from functions.forms import CodeForm, FunctionForm, InvokeForm, TestEventForm
+from functions.forms import CodeForm, ConfigurationForm, FunctionForm, InvokeForm, TestEventForm
 from functions.models import Function, TestEvent
 
 RECENT_INVOCATIONS = 20
@@ -55,7 +55,8 @@ def function_detail(request, name):
     return render_detail(request, function)
 
 
-def render_detail(request, function, invoke_form=None, event_form=None, code_form=None, status=200):
+def render_detail(request, function, invoke_form=None, event_form=None, code_form=None, config_form=None,
+                  status=200):
     """Render the function page; the forms given carry the errors of a rejected POST."""
     chosen_id = request.GET.get("event", "") if request.method == "GET" else ""
     chosen = function.test_events.filter(pk=chosen_id).first() if chosen_id.isdigit() else None
@@ -69,6 +70,7 @@ def render_detail(request, function, invoke_form=None, event_form=None, code_for
         "invoke_form": invoke_form,
         "event_form": event_form or TestEventForm(function=function, initial={"name": chosen.name} if chosen else None),
         "code_form": code_form or CodeForm(function=function),
+        "config_form": config_form or ConfigurationForm(function=function),
         "invocations": function.invocations.all()[:RECENT_INVOCATIONS],
     }
     return render(request, "functions/detail.html", context, status=status)
@@ -84,6 +86,17 @@ def function_upload_code(request, name):
         artifact = form.save()
     messages.success(request, f"Uploaded new code ({artifact.sha256_base64}).")
     return redirect(function)
+
+
+@require_POST
+def function_configure(request, name):
+    function = _get_function_for_user(request, name)
+    form = ConfigurationForm(request.POST, function=function)
+    if not form.is_valid():
+        return render_detail(request, function, config_form=form, status=400)
+    form.save()
+    messages.success(request, "Saved the configuration.")
+    return redirect(f"{function.get_absolute_url()}#configuration")
 
 
 @require_POST
