@@ -208,6 +208,8 @@ SANDBOX_PYTHON = os.environ.get("SANDBOX_PYTHON", "/usr/bin/python3")
 # Each execution environment runs as its own uid from this range when the worker runs as root.
 SANDBOX_UID_MIN = envint("SANDBOX_UID_MIN", 61000)
 SANDBOX_UID_MAX = envint("SANDBOX_UID_MAX", 61999)
+# Locks that hand each uid to one environment at a time; shared by every worker on the host.
+SANDBOX_UID_LOCK_DIR = Path(os.environ.get("SANDBOX_UID_LOCK_DIR", "/run/lambda-sandbox-uids"))
 # Where workers unpack code artifacts (read-only for the sandbox; every parent must be world-searchable).
 CODE_CACHE_DIR = Path(os.environ.get("CODE_CACHE_DIR", DATA_DIR / "code-cache"))
 # Log bytes kept per invocation; the rest is dropped with a marker.
@@ -215,8 +217,12 @@ LOG_MAX_BYTES = envint("LOG_MAX_BYTES", 256 * 1024)
 # Seconds between a worker's upkeep passes: RQ's registry cleaning and failing invocations whose
 # worker on this host died.
 WORKER_MAINTENANCE_INTERVAL = envint("WORKER_MAINTENANCE_INTERVAL", 60)
-# Warm environments one worker keeps.
-MAX_ENVIRONMENTS_PER_WORKER = envint("MAX_ENVIRONMENTS_PER_WORKER", 8)
+# Idle environments one worker keeps: their memory sizes add up to at most this (least recently used
+# go first), and each is stopped after this many idle seconds.
+ENVIRONMENT_MEMORY_BUDGET_MB = envint("ENVIRONMENT_MEMORY_BUDGET_MB", 4096)
+ENVIRONMENT_IDLE_SECONDS = envint("ENVIRONMENT_IDLE_SECONDS", 600)
+# Where disk-backed /tmp images are made and mounted (every parent must be world-searchable).
+SCRATCH_DIR = Path(os.environ.get("SCRATCH_DIR", DATA_DIR / "scratch"))
 
 LOGGING = {
     "version": 1,

@@ -22,6 +22,11 @@ def longest_run_seconds(config):
     return max(INIT_MIN_SECONDS, config["timeout"]) + config["timeout"]
 
 
+def job_timeout(config):
+    # RQ's own timeout is only a backstop: the environment enforces the function's timeout itself.
+    return longest_run_seconds(config) + WAIT_MARGIN_SECONDS + 60
+
+
 def invoke(function, event, kind=Invocation.Kind.SYNC, source="console"):
     """Record an invocation of `function` with the JSON text `event` and queue it; return the row."""
     config = function.config_snapshot()
@@ -30,7 +35,11 @@ def invoke(function, event, kind=Invocation.Kind.SYNC, source="console"):
             function=function, version=config["version"], kind=kind, source=source, config=config,
             event=event, memory_size_mb=config["memory_size"],
         )
-        transaction.on_commit(lambda: _enqueue(invocation))
+        if function.reserved_concurrency == 0 and kind == Invocation.Kind.SYNC:
+            # Nothing may run: answer at once, as Lambda does, instead of queueing a job to say so.
+            invocation.throttle()
+        else:
+            transaction.on_commit(lambda: _enqueue(invocation))
     return invocation
 
 
@@ -40,8 +49,7 @@ def _enqueue(invocation):
     try:
         queue.enqueue_call(
             "invocations.jobs.run_invocation", args=(str(invocation.pk),), job_id=str(invocation.pk),
-            # RQ's own timeout is only a backstop: the environment enforces the function's timeout itself.
-            timeout=longest_run_seconds(invocation.config) + WAIT_MARGIN_SECONDS + 60,
+            timeout=job_timeout(invocation.config),
             result_ttl=300, failure_ttl=86400,
         )
     except RedisError as e:

@@ -3,34 +3,72 @@
 import logging
 import os
 import socket
+from datetime import timedelta
 
+import django_rq
+from django.conf import settings
 from django.db import close_old_connections
 
+from invocations import concurrency
+from invocations.invoke import WAIT_MARGIN_SECONDS, job_timeout, longest_run_seconds
 from invocations.models import Invocation
 from invocations.runtime.pool import pool
 from invocations.wakeup import notify_finished
 
 log = logging.getLogger(__name__)
 
+# Lambda retries a throttled asynchronous event with a backoff from 1 s up to 5 minutes.
+THROTTLE_BACKOFF_MAX_SECONDS = 300
 
-def run_invocation(invocation_id):
-    """Claim the invocation, run it in an execution environment, record the outcome, wake the caller."""
+
+def run_invocation(invocation_id, throttled=0):
+    """Claim the invocation, run it in an execution environment, record the outcome, wake the caller.
+
+    `throttled` counts how often an asynchronous invocation already found its function at its
+    reserved concurrency.
+    """
     close_old_connections()
-    invocation = Invocation.objects.filter(pk=invocation_id).first()
-    if invocation is None:
-        return "missing"
-    if not invocation.claim(worker_name=f"{socket.gethostname()}:{os.getpid()}"):  # fail_orphans() reads it
-        return "already claimed"
+    invocation = Invocation.objects.select_related("function").filter(pk=invocation_id).first()
+    if invocation is None or invocation.status != Invocation.Status.QUEUED:
+        return "already handled"
+    limit = invocation.function.reserved_concurrency
+    leased = limit is not None
+    if leased:
+        lease_seconds = longest_run_seconds(invocation.config) + WAIT_MARGIN_SECONDS
+        if not concurrency.acquire(invocation.function_id, invocation_id, limit, lease_seconds):
+            return _throttle(invocation, throttled)
     try:
-        outcome = pool.run(invocation.config, invocation.request_id, invocation.event)
-        invocation.finish(outcome)
-    except BaseException as e:
-        # Also SystemExit (a forced worker shutdown) and RQ's job timeout: the row must not stay RUNNING.
-        log.exception("invocation %s failed inside the platform", invocation_id)
-        invocation.fail("ServiceException", f"The platform failed to run the invocation: {e!r}")
-        raise
+        if not invocation.claim(worker_name=f"{socket.gethostname()}:{os.getpid()}"):  # fail_orphans() reads it
+            return "already claimed"
+        try:
+            outcome = pool.run(invocation.config, invocation.request_id, invocation.event)
+            invocation.finish(outcome)
+        except BaseException as e:
+            # Also SystemExit (a forced worker shutdown) and RQ's job timeout: the row must not stay RUNNING.
+            log.exception("invocation %s failed inside the platform", invocation_id)
+            invocation.fail("ServiceException", f"The platform failed to run the invocation: {e!r}")
+            raise
+        finally:
+            notify_finished(invocation_id)
     finally:
-        notify_finished(invocation_id)
+        if leased:
+            concurrency.release(invocation.function_id, invocation_id)
     # Housekeeping after the caller has been woken: stopping an old environment takes milliseconds.
     pool.evict()
     return invocation.status
+
+
+def _throttle(invocation, throttled):
+    """The function is at its reserved concurrency: a sync caller gets 429, an async event waits and retries."""
+    if invocation.kind == Invocation.Kind.SYNC:
+        invocation.throttle()
+        notify_finished(invocation.pk)
+        return invocation.status
+    delay = min(THROTTLE_BACKOFF_MAX_SECONDS, 2 ** throttled)
+    queue = django_rq.get_queue(settings.INVOCATION_QUEUE, commit_mode="auto")
+    queue.enqueue_in(
+        timedelta(seconds=delay), "invocations.jobs.run_invocation", args=(invocation.request_id, throttled + 1),
+        job_id=f"{invocation.pk}-throttled-{throttled + 1}", timeout=job_timeout(invocation.config),
+        result_ttl=300, failure_ttl=86400,
+    )
+    return f"throttled, retrying in {delay} s"

@@ -1,3 +1,4 @@
+import json
 import socket
 import uuid
 
@@ -19,12 +20,13 @@ class Invocation(models.Model):
         SUCCEEDED = "SUCCEEDED"
         FAILED = "FAILED"
         TIMED_OUT = "TIMED_OUT"
+        THROTTLED = "THROTTLED"
 
     class Kind(models.TextChoices):
         SYNC = "RequestResponse"
         ASYNC = "Event"
 
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.THROTTLED)
 
     # The id is the request id the function sees (context.aws_request_id).
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
@@ -129,6 +131,22 @@ class Invocation(models.Model):
             invocation.fail("ServiceException", "The worker running this invocation stopped before it finished.")
             orphans.append(invocation)
         return orphans
+
+    def throttle(self):
+        """Finish a synchronous invocation refused because its function is at its reserved concurrency.
+
+        Lambda answers 429 with this body and bills nothing.
+        """
+        fields = dict(
+            status=self.Status.THROTTLED, error_type="TooManyRequestsException", finished_at=timezone.now(),
+            result=json.dumps({
+                "Reason": "ReservedFunctionConcurrentInvocationLimitExceeded", "Type": "User",
+                "message": "Rate Exceeded.",
+            }),
+        )
+        Invocation.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(**fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
 
     def fail(self, error_type, message):
         """Finish an invocation that never reached a runtime (e.g. it could not be queued)."""

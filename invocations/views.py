@@ -18,6 +18,10 @@ def invoke(request, name):
     if not form.is_valid():
         return render_detail(request, function, invoke_form=form, status=400)
     invocation = invoke_and_wait(function, form.cleaned_data["event"])
+    if invocation.status == Invocation.Status.THROTTLED:
+        # Lambda's answer to a throttled synchronous call: 429 TooManyRequestsException.
+        return render(request, "invocations/detail.html", {"invocation": invocation, "function": function},
+                      status=429)
     return redirect(invocation)
 
 

@@ -10,8 +10,9 @@ import atexit
 from django.conf import settings
 from rq import SimpleWorker
 
+from invocations import concurrency
 from invocations.models import Invocation
-from invocations.runtime.pool import pool
+from invocations.runtime.pool import pool, remove_stale
 from invocations.wakeup import notify_finished
 
 
@@ -21,12 +22,21 @@ class LambdaWorker(SimpleWorker):
         kwargs.setdefault("maintenance_interval", settings.WORKER_MAINTENANCE_INTERVAL)
         super().__init__(*args, **kwargs)
 
+    @property
+    def dequeue_timeout(self):
+        # RQ waits up to worker_ttl - 15 s (405 s) for a job before it looks at its maintenance clock;
+        # an idle worker must wake each interval to sweep orphans and stop expired environments.
+        return min(super().dequeue_timeout, self.maintenance_interval)
+
     def run_maintenance_tasks(self):
-        """RQ's periodic upkeep (at start, then every maintenance interval), plus our orphan sweep."""
+        """RQ's periodic upkeep (at start, then every maintenance interval), plus ours."""
         super().run_maintenance_tasks()
         for invocation in Invocation.fail_orphans():
             self.log.warning("failed invocation %s: its worker (%s) died", invocation.pk, invocation.worker)
+            concurrency.release(invocation.function_id, invocation.pk)
             notify_finished(invocation.pk)
+        remove_stale()  # what dead workers on this host left: cgroups, mounted /tmp disks
+        pool.evict()  # idle environments past their timeout
 
     def work(self, *args, **kwargs):
         try:

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import selectors
+import signal
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -82,7 +83,10 @@ class Environment:
         self.process = None
         self.slot = None
         self.cgroup = None
+        self.scratch = None
         self.alive = False
+        self.frozen = False
+        self.last_used = time.monotonic()
         self._selector = None
         self._answers = b""
         self._log = LogBuffer(settings.LOG_MAX_BYTES)
@@ -121,13 +125,20 @@ class Environment:
     def start(self):
         """Launch the runtime and run init; return (ok, init_ms, error_payload, error_type, timed_out)."""
         self.slot = sandbox.UidSlot.acquire()
-        memory_bytes = self.snapshot["memory_size"] * 1024 * 1024
+        name = sandbox.environment_name(self.key)
         try:
-            self.cgroup = sandbox.MemoryCgroup.create(f"env-{os.getpid()}-{self.key[:12]}-{os.urandom(3).hex()}",
-                                                      memory_bytes)
+            self.cgroup = sandbox.MemoryCgroup.create(name, self.snapshot["memory_size"] * sandbox.MB)
         except OSError:
             self.cgroup = None
-        launch = sandbox.build_launch(self.snapshot, self.code_dir, self.runtime_dir, self.slot, self.cgroup)
+        try:
+            if sandbox.layers()["bubblewrap"][0] and sandbox.ScratchDisk.available():
+                self.scratch = sandbox.ScratchDisk.create(name, self.snapshot["ephemeral_storage"], self.slot.uid)
+            launch = sandbox.build_launch(
+                self.snapshot, self.code_dir, self.runtime_dir, self.slot, self.cgroup, self.scratch
+            )
+        except BaseException:
+            self.kill()
+            raise
         self._log.platform(f"INIT_START Runtime Version: {self.snapshot['runtime'].replace('python', 'python:')}\n")
         started = time.monotonic()
         try:
@@ -168,6 +179,7 @@ class Environment:
 
     def kill(self):
         """Kill the whole sandbox and free what it held."""
+        self.frozen = False  # SIGKILL ends stopped processes too
         if self.process is not None:
             if self.process.poll() is None:
                 self.process.kill()
@@ -189,14 +201,45 @@ class Environment:
             self._last_peak_mb = self.peak_memory_mb()
             self.cgroup.remove()
             self.cgroup = None
+        if self.scratch is not None:
+            self.scratch.remove()
+            self.scratch = None
         if self.slot is not None:
             self.slot.release()
         self.alive = False
+
+    def _pids(self):
+        """Return the pids of every process of this environment, the launcher included."""
+        if self.cgroup is not None:
+            return self.cgroup.pids()
+        if self.slot is not None and self.slot.uid is not None:
+            return sandbox.uid_pids(self.slot.uid)
+        return []
+
+    def freeze(self):
+        """Stop everything the environment runs until its next invocation, as Lambda freezes it.
+
+        A stopped process cannot fork, so a few passes catch any child started during the previous one.
+        """
+        stopped = set()
+        for _ in range(10):
+            new = [pid for pid in self._pids() if pid not in stopped]
+            if not new:
+                break
+            sandbox.signal_all(new, signal.SIGSTOP)
+            stopped.update(new)
+        self.frozen = True
+
+    def thaw(self):
+        if self.frozen:
+            sandbox.signal_all(self._pids(), signal.SIGCONT)
+            self.frozen = False
 
     # Invocation
 
     def invoke(self, request_id, event, cold_start, init_ms=None, client_context=None):
         """Run one invocation; return its Outcome. The environment is killed if it cannot be reused."""
+        self.thaw()
         s = self.snapshot
         timeout = s["timeout"]
         self._log.platform(f"START RequestId: {request_id} Version: {s['version']}\n")
@@ -241,6 +284,9 @@ class Environment:
                 outcome.max_memory_used_mb = math.ceil(int(header.get("max_rss_kb", 0)) / 1024)
             except (TypeError, ValueError, OverflowError):
                 pass
+        if self.alive:
+            self.freeze()
+            self.last_used = time.monotonic()
         outcome.max_memory_used_mb = self.peak_memory_mb() or outcome.max_memory_used_mb
         outcome.log = self._log.take()
         return outcome

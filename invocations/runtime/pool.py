@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -46,18 +47,25 @@ def ensure_code(sha256):
 
 
 class Pool:
-    """Idle environments by configuration key, least recently used first."""
+    """Idle environments by configuration key, least recently used first.
 
-    def __init__(self, max_idle=None):
-        self.max_idle = max_idle or settings.MAX_ENVIRONMENTS_PER_WORKER
+    Their configured memory sizes add up to at most the memory budget, and none stays idle longer than
+    the idle timeout (checked after each invocation and at each of the worker's maintenance passes).
+    """
+
+    def __init__(self, memory_budget_mb=None, idle_seconds=None):
+        self.memory_budget_mb = memory_budget_mb or settings.ENVIRONMENT_MEMORY_BUDGET_MB
+        self.idle_seconds = idle_seconds or settings.ENVIRONMENT_IDLE_SECONDS
         self.idle = OrderedDict()
         self._runtime_dir = None
 
     @property
     def runtime_dir(self):
         if self._runtime_dir is None:
-            sandbox.MemoryCgroup.remove_stale()
+            remove_stale()
             sandbox.check_reachable(settings.CODE_CACHE_DIR)
+            Path(settings.SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
+            sandbox.check_reachable(settings.SCRATCH_DIR)
             self._runtime_dir = sandbox.install_runtime(settings.CODE_CACHE_DIR)
         return self._runtime_dir
 
@@ -65,7 +73,7 @@ class Pool:
         """Run one invocation in a warm environment for `snapshot`, or a new one; return its Outcome."""
         key = environment_key(snapshot)
         env = self.idle.pop(key, None)
-        if env is not None and env.process.poll() is not None:
+        if env is not None and (env.process.poll() is not None or self._expired(env)):
             env.kill()
             env = None
         try:
@@ -88,15 +96,31 @@ class Pool:
         return outcome
 
     def evict(self):
-        """Stop the least recently used environments past the limit; call once the caller has its answer."""
-        while len(self.idle) > self.max_idle:
+        """Stop idle environments past their idle timeout, then the least recently used ones over the budget.
+
+        Call it once the caller has its answer: stopping an environment takes milliseconds.
+        """
+        for key, env in list(self.idle.items()):
+            if self._expired(env):
+                del self.idle[key]
+                env.kill()
+        while sum(env.snapshot["memory_size"] for env in self.idle.values()) > self.memory_budget_mb:
             _, env = self.idle.popitem(last=False)
             env.kill()
+
+    def _expired(self, env):
+        return time.monotonic() - env.last_used > self.idle_seconds
 
     def close(self):
         while self.idle:
             _, env = self.idle.popitem()
             env.kill()
+
+
+def remove_stale():
+    """Remove what environments of workers that died on this host left behind."""
+    sandbox.MemoryCgroup.remove_stale()
+    sandbox.ScratchDisk.remove_stale()
 
 
 # One pool per worker process: the worker runs jobs in-process (SimpleWorker), so it lives as long as it.

@@ -1,15 +1,20 @@
 """Launch one execution environment as an isolated process, with what this host offers.
 
 Layers, strongest first; each is detected, and a missing one is reported on /status/ (never silent):
-  * bubblewrap: new user, pid, mount, ipc, uts, cgroup and network namespaces; only /usr, the code
-    (read-only at /var/task) and the runtime bound; a size-capped private /tmp; all capabilities
-    dropped; the whole tree dies with the worker.
+  * bubblewrap: new user, pid, mount, ipc, uts, cgroup and network namespaces (the network one is
+    shared with the host only for functions whose "outbound network" is on); only /usr, the code
+    (read-only at /var/task) and the runtime bound; a private /tmp; all capabilities dropped; the whole
+    tree dies with the worker.
+  * a disk of its own for /tmp (a sparse ext4 image, loop-mounted, of the function's ephemeral storage
+    size) when the worker runs as root; otherwise a tmpfs of that size, which counts against memory.
   * a uid of its own per environment (when the worker runs as root): no signals, ptrace or files
     shared with the worker or with other environments; RLIMIT_NPROC counts per environment.
   * a memory cgroup (v1 memory.limit_in_bytes or v2 memory.max) sized to the function's memory:
     the kernel kills the environment at its limit, and the peak is Max Memory Used. Without one,
     RLIMIT_AS (memory + headroom) bounds it instead.
   * rlimits set by the bootstrap before user code runs: 1024 files and processes (Lambda's quotas).
+  * freezing between invocations: the worker stops every process of the environment (SIGSTOP) once
+    the handler has answered, and continues them for the next invocation.
 The pitfalls behind these choices are in ../shared/reference/security-and-reliability.md §1.3.
 """
 
@@ -19,6 +24,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -29,8 +35,7 @@ from django.conf import settings
 RUNTIME_DIR = "/var/runtime"
 TASK_ROOT = "/var/task"
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
-# Lambda's default ephemeral storage; issue-3 work makes it configurable per function.
-TMP_SIZE_BYTES = 512 * 1024 * 1024
+MB = 1024 * 1024
 # Without a cgroup, RLIMIT_AS is virtual memory: threads and mmaps inflate it well past RSS.
 ADDRESS_SPACE_HEADROOM = 256 * 1024 * 1024
 
@@ -56,7 +61,20 @@ def layers():
         cg is not None,
         f"{cg[0]} at {cg[1]}" if cg else "no writable memory cgroup: memory is bounded by RLIMIT_AS instead",
     )
-    found["rlimits"] = (True, "RLIMIT_NOFILE 1024, RLIMIT_NPROC 1024, RLIMIT_CORE 0")
+    found["disk-backed /tmp"] = (
+        ScratchDisk.available(),
+        "a loop-mounted ext4 image per environment, of the function's ephemeral storage size"
+        if ScratchDisk.available()
+        else "needs root, loop devices and mkfs.ext4: /tmp is a tmpfs, so what a function writes there "
+             "counts against its memory",
+    )
+    found["freezing"] = (
+        cg is not None or is_root,
+        "every process of an idle environment is stopped (SIGSTOP) until its next invocation"
+        if cg is not None or is_root
+        else "needs a memory cgroup or a uid per environment to find the processes: idle environments keep running",
+    )
+    found["rlimits"] = (True, "RLIMIT_NOFILE 1024, RLIMIT_NPROC 1024, RLIMIT_FSIZE the ephemeral storage, RLIMIT_CORE 0")
     return found
 
 
@@ -96,7 +114,8 @@ class UidSlot:
     def acquire(cls):
         if os.geteuid() != 0:
             return cls(None, None)
-        lock_dir = settings.DATA_DIR / "sandbox-uids"
+        # One directory for the whole host: every console and test run on it hands out the same uids.
+        lock_dir = Path(settings.SANDBOX_UID_LOCK_DIR)
         lock_dir.mkdir(parents=True, exist_ok=True)
         for uid in range(settings.SANDBOX_UID_MIN, settings.SANDBOX_UID_MAX):
             fd = os.open(lock_dir / str(uid), os.O_RDWR | os.O_CREAT, 0o600)
@@ -108,7 +127,7 @@ class UidSlot:
                     continue
                 raise
             return cls(uid, fd)
-        raise RuntimeError("every sandbox uid is in use: raise SANDBOX_UID_MAX or MAX_ENVIRONMENTS_PER_WORKER")
+        raise RuntimeError("every sandbox uid is in use: raise SANDBOX_UID_MAX or lower ENVIRONMENT_MEMORY_BUDGET_MB")
 
     def release(self):
         if self._fd is not None:
@@ -172,23 +191,22 @@ class MemoryCgroup:
 
     @classmethod
     def remove_stale(cls):
-        """Remove the cgroups of environments whose worker died without cleaning up (named env-<pid>-…)."""
+        """Remove the cgroups of environments whose worker died without cleaning up."""
         found = cls.parent()
         if found is None:
             return
         version, parent = found
         for path in parent.glob("env-*"):
-            try:
-                pid = int(path.name.split("-")[1])
-                os.kill(pid, 0)
-                continue  # that worker is alive and owns it
-            except ProcessLookupError:
-                pass
-            except (ValueError, IndexError, PermissionError):
-                continue
-            stale = cls(path, version)
-            stale.kill_all()
-            stale.remove()
+            if owner_is_dead(path.name):
+                stale = cls(path, version)
+                stale.kill_all()
+                stale.remove()
+
+    def pids(self):
+        try:
+            return [int(p) for p in Path(self.procs_file).read_text().split()]
+        except (OSError, ValueError):
+            return []
 
     @property
     def procs_file(self):
@@ -213,15 +231,7 @@ class MemoryCgroup:
         return 0
 
     def kill_all(self):
-        try:
-            pids = [int(p) for p in Path(self.procs_file).read_text().split()]
-        except OSError:
-            return
-        for pid in pids:
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+        signal_all(self.pids(), signal.SIGKILL)
 
     def remove(self):
         # Killed processes leave the cgroup a moment after they are reaped; rmdir fails (EBUSY) until then.
@@ -234,6 +244,111 @@ class MemoryCgroup:
             except OSError:
                 time.sleep(0.025)
         # Still busy: remove_stale() takes it when the next worker starts.
+
+
+def environment_name(key):
+    """Return a unique name for an environment's cgroup and scratch disk; it starts with the worker's pid."""
+    return f"env-{os.getpid()}-{key[:12]}-{os.urandom(3).hex()}"
+
+
+def owner_is_dead(name):
+    """Return whether the worker named in `name` (env-<pid>-…) has died, leaving that resource behind."""
+    try:
+        os.kill(int(name.split("-")[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, IndexError, PermissionError):
+        pass
+    return False
+
+
+def signal_all(pids, signum):
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def uid_pids(uid):
+    """Return the pids of every process whose real uid is `uid` (a sandbox uid belongs to one environment)."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                if entry.stat().st_uid == uid:
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+class ScratchDisk:
+    """A /tmp of its own for one environment: a sparse ext4 image of the ephemeral storage size, loop-mounted.
+
+    A tmpfs would be simpler, but its pages are charged to the environment's memory cgroup: a 128 MB
+    function could never fill the 512 MB of /tmp Lambda gives it. The image is sparse, so it takes disk
+    only for what the function writes, and it is deleted with the environment.
+    """
+
+    def __init__(self, image, mountpoint):
+        self.image = image
+        self.mountpoint = mountpoint
+
+    @staticmethod
+    @functools.cache
+    def available():
+        if os.geteuid() != 0 or not Path("/dev/loop-control").exists() or not shutil.which("mkfs.ext4"):
+            return False
+        try:
+            probe = ScratchDisk.create(f"env-{os.getpid()}-probe-{os.urandom(3).hex()}", 16, 0)
+        except (OSError, subprocess.SubprocessError):
+            return False
+        probe.remove()
+        return True
+
+    @classmethod
+    def create(cls, name, size_mb, uid):
+        root = Path(settings.SCRATCH_DIR)
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o711)  # bwrap, running as the sandbox uid, must reach the mount point
+        disk = cls(root / f"{name}.img", root / name)
+        try:
+            with open(disk.image, "wb") as f:
+                f.truncate(size_mb * MB)
+            subprocess.run(
+                ["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
+                 "-E", f"lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner={uid}:{uid}", str(disk.image)],
+                check=True, capture_output=True, timeout=60,
+            )
+            disk.mountpoint.mkdir()
+            subprocess.run(["mount", "-o", "loop,nosuid,nodev", str(disk.image), str(disk.mountpoint)],
+                           check=True, capture_output=True, timeout=60)
+            (disk.mountpoint / "lost+found").rmdir()  # Lambda's /tmp starts empty
+        except BaseException:
+            disk.remove()
+            raise
+        return disk
+
+    def remove(self):
+        if self.mountpoint.is_mount():
+            # Lazy: a process of the environment may still hold a file open while it dies.
+            subprocess.run(["umount", "-l", str(self.mountpoint)], capture_output=True, timeout=60)
+        try:
+            self.mountpoint.rmdir()
+        except OSError:
+            pass
+        self.image.unlink(missing_ok=True)
+
+    @classmethod
+    def remove_stale(cls):
+        root = Path(settings.SCRATCH_DIR)
+        if not root.is_dir():
+            return
+        for image in root.glob("env-*.img"):
+            name = image.name[:-len(".img")]
+            if owner_is_dead(name):
+                cls(image, root / name).remove()
 
 
 @dataclass
@@ -249,23 +364,28 @@ class Launch:
     waits_for_cgroup: bool = False
 
 
-def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup):
+def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch):
     """Return the command line and Popen options for one execution environment."""
-    memory_bytes = snapshot["memory_size"] * 1024 * 1024
-    limits = {"RLIMIT_NOFILE": 1024, "RLIMIT_NPROC": 1024, "RLIMIT_CORE": 0}
+    memory_bytes = snapshot["memory_size"] * MB
+    tmp_bytes = snapshot["ephemeral_storage"] * MB
+    limits = {"RLIMIT_NOFILE": 1024, "RLIMIT_NPROC": 1024, "RLIMIT_CORE": 0, "RLIMIT_FSIZE": tmp_bytes}
     if cgroup is None:
         limits["RLIMIT_AS"] = memory_bytes + ADDRESS_SPACE_HEADROOM
     python = settings.SANDBOX_PYTHON
     inner = [python, "-I", "-B", f"{RUNTIME_DIR}/bootstrap.py", json.dumps(limits)]
     if layers()["bubblewrap"][0]:
+        tmp = ["--bind", str(scratch.mountpoint), "/tmp"] if scratch else ["--size", str(tmp_bytes), "--tmpfs", "/tmp"]
+        # With a network, name resolution and TLS need these; without one they are harmless.
+        etc = [arg for name in NETWORK_FILES for arg in ("--ro-bind-try", name, name)]
         argv = [
             shutil.which("bwrap"),
-            "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+            "--unshare-all", *(["--share-net"] if snapshot["outbound_network"] else []),
+            "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--ro-bind", "/usr", "/usr",
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--proc", "/proc", "--dev", "/dev",
-            "--size", str(TMP_SIZE_BYTES), "--tmpfs", "/tmp",
+            *tmp, *etc,
             "--ro-bind", str(code_dir), TASK_ROOT,
             "--ro-bind", str(runtime_dir), RUNTIME_DIR,
             "--hostname", "localhost",
@@ -283,6 +403,10 @@ def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup):
         launch.argv = ["/bin/sh", "-c", 'read -r _ && exec "$@"', "sh", *launch.argv]
         launch.waits_for_cgroup = True
     return launch
+
+
+# Host files a function with outbound network needs (DNS and CA certificates), bound read-only.
+NETWORK_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/ssl", "/etc/ca-certificates")
 
 
 def install_runtime(cache_dir):

@@ -1,0 +1,90 @@
+"""Reserved concurrency across the real workers: sync callers over the limit are throttled (429), async
+events wait and retry, and a lease a dead worker cannot return runs out by itself."""
+
+import json
+import threading
+import time
+import uuid
+
+from invocations import concurrency
+from invocations.invoke import invoke, invoke_and_wait
+from invocations.models import Invocation
+from tests.base import BaseTestCase, WorkerTestCase, handler_zip
+
+SLEEPER = """
+    import time
+    def handler(event, context):
+        time.sleep(event.get("sleep", 0))
+        return "slept"
+"""
+
+
+class ReservedConcurrencyTests(WorkerTestCase):
+    def start_in_background(self, function, event):
+        """Invoke synchronously in a thread; return (thread, holder of the finished invocation)."""
+        done = {}
+
+        def run():
+            done["invocation"] = invoke_and_wait(function, event)
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        deadline = time.monotonic() + 15
+        while not Invocation.objects.filter(function=function, status=Invocation.Status.RUNNING).exists():
+            self.assertLess(time.monotonic(), deadline, "the first invocation never started")
+            time.sleep(0.02)
+        return thread, done
+
+    def test_a_sync_invocation_over_the_reserved_concurrency_is_throttled(self):
+        fn = self.create_function(handler_zip(SLEEPER), timeout=10)
+        fn.reserved_concurrency = 1
+        fn.save()
+        thread, first = self.start_in_background(fn, '{"sleep": 1.5}')
+        throttled = invoke_and_wait(fn, "{}")
+        thread.join()
+        self.assertEqual(first["invocation"].status, Invocation.Status.SUCCEEDED)
+        self.assertEqual(throttled.status, Invocation.Status.THROTTLED)
+        self.assertEqual(throttled.error_type, "TooManyRequestsException")
+        self.assertEqual(json.loads(throttled.result)["Reason"], "ReservedFunctionConcurrentInvocationLimitExceeded")
+        self.assertIsNone(throttled.cost)
+        self.assertEqual(concurrency.in_use(fn.pk), 0, "a lease outlived its invocation")
+        # With the slot free again, the next one runs.
+        self.assertEqual(invoke_and_wait(fn, "{}").status, Invocation.Status.SUCCEEDED)
+
+    def test_without_a_reservation_two_invocations_run_at_once(self):
+        fn = self.create_function(handler_zip(SLEEPER), timeout=10)
+        thread, first = self.start_in_background(fn, '{"sleep": 1}')
+        second = invoke_and_wait(fn, "{}")
+        thread.join()
+        self.assertEqual(second.status, Invocation.Status.SUCCEEDED)
+        self.assertLess(second.finished_at, first["invocation"].finished_at)
+
+    def test_an_async_invocation_over_the_reserved_concurrency_waits_and_retries(self):
+        fn = self.create_function(handler_zip(SLEEPER), timeout=10)
+        fn.reserved_concurrency = 1
+        fn.save()
+        thread, first = self.start_in_background(fn, '{"sleep": 1.5}')
+        event = invoke(fn, "{}", kind=Invocation.Kind.ASYNC)
+        thread.join()
+        deadline = time.monotonic() + 20
+        while not event.is_finished:
+            self.assertLess(time.monotonic(), deadline, f"the throttled event is still {event.status}")
+            time.sleep(0.1)
+            event.refresh_from_db()
+        self.assertEqual(event.status, Invocation.Status.SUCCEEDED)
+        self.assertGreaterEqual(event.started_at, first["invocation"].finished_at)
+
+
+class LeaseTests(BaseTestCase):
+    def test_a_lease_runs_out_by_itself(self):
+        function_id = f"test-{uuid.uuid4()}"
+        self.assertTrue(concurrency.acquire(function_id, "a", limit=1, seconds=1))
+        self.assertFalse(concurrency.acquire(function_id, "b", limit=1, seconds=60))
+        self.assertEqual(concurrency.in_use(function_id), 1)
+        time.sleep(1.2)  # a worker holding "a" died: nobody releases it
+        self.assertTrue(concurrency.acquire(function_id, "b", limit=1, seconds=60))
+        concurrency.release(function_id, "b")
+        self.assertEqual(concurrency.in_use(function_id), 0)
+
+    def test_a_limit_of_zero_never_leases(self):
+        self.assertFalse(concurrency.acquire(f"test-{uuid.uuid4()}", "a", limit=0, seconds=60))
