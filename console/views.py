@@ -1,10 +1,9 @@
-import django_rq
-from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
 
+from invocations import queue
 from invocations.runtime.sandbox import layers
 
 
@@ -23,7 +22,7 @@ def status(request):
         checks["database"] = (True, connection.vendor)
     except Exception as e:
         checks["database"] = (False, str(e))
-    redis = django_rq.get_connection(settings.INVOCATION_QUEUE)
+    redis = queue.connection()
     try:
         redis.ping()
         checks["redis"] = (True, "PING answered")

@@ -7,8 +7,7 @@ them sooner when it fails the invocation. Times come from the Redis server's clo
 every host shares.
 """
 
-import django_rq
-from django.conf import settings
+from invocations.queue import connection as _connection
 
 KEY = "lambda:concurrency:{}"
 
@@ -27,10 +26,6 @@ local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 redis.call('EXPIREAT', KEYS[1], math.ceil(tonumber(last[2])) + 1)
 return 1
 """
-
-
-def _connection():
-    return django_rq.get_connection(settings.INVOCATION_QUEUE)
 
 
 def acquire(function_id, invocation_id, limit, seconds):

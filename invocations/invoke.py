@@ -2,11 +2,10 @@
 
 import logging
 
-import django_rq
-from django.conf import settings
 from django.db import transaction
 from redis.exceptions import RedisError
 
+from invocations import queue
 from invocations.models import Invocation
 from invocations.runtime.environment import INIT_MIN_SECONDS
 from invocations.wakeup import wait_finished
@@ -44,13 +43,13 @@ def invoke(function, event, kind=Invocation.Kind.SYNC, source="console"):
 
 
 def _enqueue(invocation):
-    # Already after commit (see invoke()): "auto" enqueues now, so a Redis failure is caught right here.
-    queue = django_rq.get_queue(settings.INVOCATION_QUEUE, commit_mode="auto")
+    # Already after commit (see invoke()): the queue enqueues at once, so a Redis failure is caught here.
     try:
-        queue.enqueue_call(
+        queue.queue().enqueue_call(
             "invocations.jobs.run_invocation", args=(str(invocation.pk),), job_id=str(invocation.pk),
             timeout=job_timeout(invocation.config),
-            result_ttl=300, failure_ttl=86400,
+            # The database holds the outcome; RQ need not keep a result of its own.
+            result_ttl=0, failure_ttl=86400,
         )
     except RedisError as e:
         # The row exists and the user may have seen it: it must end in a definite state, not stay QUEUED.

@@ -5,11 +5,9 @@ import os
 import socket
 from datetime import timedelta
 
-import django_rq
-from django.conf import settings
 from django.db import close_old_connections
 
-from invocations import concurrency
+from invocations import concurrency, queue
 from invocations.invoke import WAIT_MARGIN_SECONDS, job_timeout, longest_run_seconds
 from invocations.models import Invocation
 from invocations.runtime.pool import pool
@@ -28,8 +26,11 @@ def run_invocation(invocation_id, throttled=0):
     reserved concurrency.
     """
     close_old_connections()
-    invocation = Invocation.objects.select_related("function").filter(pk=invocation_id).first()
-    if invocation is None or invocation.status != Invocation.Status.QUEUED:
+    try:
+        invocation = Invocation.objects.select_related("function").get(pk=invocation_id)
+    except Invocation.DoesNotExist:
+        return "missing"
+    if invocation.status != Invocation.Status.QUEUED:
         return "already handled"
     limit = invocation.function.reserved_concurrency
     leased = limit is not None
@@ -65,10 +66,9 @@ def _throttle(invocation, throttled):
         notify_finished(invocation.pk)
         return invocation.status
     delay = min(THROTTLE_BACKOFF_MAX_SECONDS, 2 ** throttled)
-    queue = django_rq.get_queue(settings.INVOCATION_QUEUE, commit_mode="auto")
-    queue.enqueue_in(
+    queue.queue().enqueue_in(
         timedelta(seconds=delay), "invocations.jobs.run_invocation", args=(invocation.request_id, throttled + 1),
         job_id=f"{invocation.pk}-throttled-{throttled + 1}", timeout=job_timeout(invocation.config),
-        result_ttl=300, failure_ttl=86400,
+        result_ttl=0, failure_ttl=86400,
     )
     return f"throttled, retrying in {delay} s"

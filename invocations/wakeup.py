@@ -1,15 +1,13 @@
 """Wake a synchronous caller when its invocation finishes. Redis carries the signal; the row is the truth."""
 
-import django_rq
-from django.conf import settings
+from invocations.queue import connection
 
 KEY = "lambda:invocation:{}:finished"
 
 
 def notify_finished(invocation_id):
-    connection = django_rq.get_connection(settings.INVOCATION_QUEUE)
     key = KEY.format(invocation_id)
-    with connection.pipeline() as p:
+    with connection().pipeline() as p:
         p.rpush(key, 1)
         p.expire(key, 300)
         p.execute()
@@ -17,5 +15,4 @@ def notify_finished(invocation_id):
 
 def wait_finished(invocation_id, timeout):
     """Block until the worker signals `invocation_id` or `timeout` seconds pass; return whether it did."""
-    connection = django_rq.get_connection(settings.INVOCATION_QUEUE)
-    return connection.blpop([KEY.format(invocation_id)], timeout=max(1, timeout)) is not None
+    return connection().blpop([KEY.format(invocation_id)], timeout=max(1, timeout)) is not None
