@@ -6,6 +6,9 @@ here; it runs in the sandboxed runtime processes the pool starts.
 """
 
 import atexit
+import ctypes
+import os
+import signal
 
 from django.conf import settings
 from rq import SimpleWorker
@@ -45,4 +48,15 @@ class LambdaWorker(SimpleWorker):
             pool.close()
 
 
+def _end_with_the_worker():
+    """In each child the worker forks (RQ's scheduler): stop when the worker dies, even by SIGKILL.
+
+    RQ's scheduler process never checks on its parent, so a killed worker would leave it running.
+    SIGTERM lets it release its scheduler lock on the way out.
+    """
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+os.register_at_fork(after_in_child=_end_with_the_worker)
 atexit.register(pool.close)

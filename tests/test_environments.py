@@ -11,7 +11,7 @@ from django.conf import settings
 from django.test import TransactionTestCase
 
 from invocations.models import Invocation
-from invocations.runtime.sandbox import ScratchDisk, uid_pids
+from invocations.runtime.sandbox import ScratchDisk, layers, uid_pids
 from tests.base import World, WorkerTestCase, handler_zip
 from tests.processes import start_worker, stop, use_queue
 
@@ -193,28 +193,42 @@ class EphemeralStorageTests(WorkerTestCase):
 
 
 class NetworkTests(WorkerTestCase):
-    def test_outbound_network_is_off_by_default_and_on_when_switched_on(self):
+    def test_outbound_network_gives_the_hosts_network_but_never_the_host_itself(self):
         listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
+        listener.bind(("0.0.0.0", 0))
         listener.listen()
         port = listener.getsockname()[1]
         accepted = []
         threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True).start()
-        fn = self.create_function(handler_zip(f"""
+        host_addresses = sorted({a[4][0] for a in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
+                                | {"127.0.0.1"})
+        fn = self.create_function(handler_zip("""
             import socket
             def handler(event, context):
-                try:
-                    socket.create_connection(("127.0.0.1", {port}), timeout=2).close()
-                    return "connected"
-                except OSError as e:
-                    return f"refused: {{e}}"
-        """))
+                reached = {}
+                for address in event["addresses"]:
+                    try:
+                        socket.create_connection((address, event["port"]), timeout=1).close()
+                        reached[address] = "connected"
+                    except OSError as e:
+                        reached[address] = f"{type(e).__name__}: {e}"
+                return {"interfaces": sorted(name for _, name in socket.if_nameindex()), "reached": reached}
+        """), timeout=30)
+        event = json.dumps({"addresses": host_addresses, "port": port})
         try:
-            self.assertTrue(json.loads(self.invoke(fn).result).startswith("refused"))
-            self.assertEqual(accepted, [])
+            off = json.loads(self.invoke(fn, event).result)
+            self.assertEqual(off["interfaces"], ["lo"])
+
             fn.outbound_network = True
             fn.save()
-            self.assertEqual(json.loads(self.invoke(fn).result), "connected")
-            wait_for(lambda: accepted, 5, "the listener saw no connection")
+            on = json.loads(self.invoke(fn, event).result)
+            # The host's own interfaces: the function shares its network namespace...
+            self.assertEqual(on["interfaces"], sorted(name for _, name in socket.if_nameindex()))
+            if not layers()["egress filter"][0]:
+                self.skipTest(f"no egress filter on this host: {layers()['egress filter'][1]}")
+            # ...but the egress filter keeps it off every address of the host itself.
+            for reached in (off["reached"], on["reached"]):
+                self.assertNotIn("connected", reached.values(), reached)
+            self.assertEqual(accepted, [])
         finally:
             listener.close()

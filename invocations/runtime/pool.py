@@ -63,6 +63,7 @@ class Pool:
     def runtime_dir(self):
         if self._runtime_dir is None:
             remove_stale()
+            sandbox.layers()  # detects the host's layers once, and loads the egress filter
             sandbox.check_reachable(settings.CODE_CACHE_DIR)
             Path(settings.SCRATCH_DIR).mkdir(parents=True, exist_ok=True)
             sandbox.check_reachable(settings.SCRATCH_DIR)

@@ -32,6 +32,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from invocations.runtime import egress
+
 RUNTIME_DIR = "/var/runtime"
 TASK_ROOT = "/var/task"
 BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
@@ -74,6 +76,7 @@ def layers():
         if cg is not None or is_root
         else "needs a memory cgroup or a uid per environment to find the processes: idle environments keep running",
     )
+    found["egress filter"] = egress.status()
     found["rlimits"] = (True, "RLIMIT_NOFILE 1024, RLIMIT_NPROC 1024, RLIMIT_FSIZE the ephemeral storage, RLIMIT_CORE 0")
     return found
 
