@@ -372,8 +372,11 @@ def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch):
     memory_bytes = snapshot["memory_size"] * MB
     tmp_bytes = snapshot["ephemeral_storage"] * MB
     limits = {"RLIMIT_NOFILE": 1024, "RLIMIT_NPROC": 1024, "RLIMIT_CORE": 0, "RLIMIT_FSIZE": tmp_bytes}
+    runtime_env = {"PATH": "/usr/bin:/bin"}
     if cgroup is None:
         limits["RLIMIT_AS"] = memory_bytes + ADDRESS_SPACE_HEADROOM
+        # glibc gives each thread an arena of address space; fewer arenas keep RLIMIT_AS nearer to RSS.
+        runtime_env["MALLOC_ARENA_MAX"] = "2"
     python = settings.SANDBOX_PYTHON
     inner = [python, "-I", "-B", f"{RUNTIME_DIR}/bootstrap.py", json.dumps(limits)]
     if layers()["bubblewrap"][0]:
@@ -392,7 +395,7 @@ def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch):
             "--ro-bind", str(code_dir), TASK_ROOT,
             "--ro-bind", str(runtime_dir), RUNTIME_DIR,
             "--hostname", "localhost",
-            "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
+            "--clearenv", *[arg for name, value in runtime_env.items() for arg in ("--setenv", name, value)],
             "--chdir", TASK_ROOT,
             *inner,
         ]
@@ -401,6 +404,7 @@ def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch):
         # Degraded: no namespaces. The code is read in place, and /var/task is only a name.
         argv = [python, "-I", "-B", str(Path(runtime_dir) / "bootstrap.py"), json.dumps(limits)]
         launch = Launch(argv, _drop_privileges(slot.uid), str(code_dir), str(runtime_dir))
+        launch.env.update(runtime_env)
     if cgroup is not None:
         # sh is the cheapest process that can wait for the worker to move it into the cgroup.
         launch.argv = ["/bin/sh", "-c", 'read -r _ && exec "$@"', "sh", *launch.argv]
