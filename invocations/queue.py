@@ -12,12 +12,14 @@ from django.conf import settings
 
 
 @functools.lru_cache(maxsize=None)
-def _client(url):
-    return redis.Redis.from_url(url)
+def _client(url, blocking):
+    # redis-py gives up on a reply after 5 s by default: a blocking wait for a longer run needs no limit.
+    return redis.Redis.from_url(url, socket_timeout=None) if blocking else redis.Redis.from_url(url)
 
 
-def connection():
-    return _client(settings.RQ_QUEUES[settings.INVOCATION_QUEUE]["URL"])
+def connection(blocking=False):
+    """The Redis client; `blocking` for commands that wait server-side (BLPOP) as long as they are told."""
+    return _client(settings.RQ_QUEUES[settings.INVOCATION_QUEUE]["URL"], blocking)
 
 
 def queue():

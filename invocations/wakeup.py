@@ -15,4 +15,4 @@ def notify_finished(invocation_id):
 
 def wait_finished(invocation_id, timeout):
     """Block until the worker signals `invocation_id` or `timeout` seconds pass; return whether it did."""
-    return connection().blpop([KEY.format(invocation_id)], timeout=max(1, timeout)) is not None
+    return connection(blocking=True).blpop([KEY.format(invocation_id)], timeout=max(1, timeout)) is not None

@@ -137,6 +137,18 @@ class RuntimeTests(WorkerTestCase):
             "Unable to marshal response: Object of type set is not JSON serializable",
         )
 
+    def test_a_sync_caller_waits_for_a_run_longer_than_redis_clients_default_timeout(self):
+        # redis-py drops a reply it has waited 5 s for; the caller's wait must outlast that.
+        fn = self.create_function(handler_zip("""
+            import time
+            def handler(event, context):
+                time.sleep(6)
+                return "slept"
+        """), timeout=10)
+        invocation = self.invoke(fn)
+        self.assertEqual(invocation.status, Invocation.Status.SUCCEEDED)
+        self.assertEqual(json.loads(invocation.result), "slept")
+
     def test_it_times_out_a_sleeping_handler_on_time(self):
         fn = self.create_function(handler_zip("""
             import time
