@@ -48,13 +48,19 @@ def _enqueue(invocation):
         queue.queue().enqueue_call(
             "invocations.jobs.run_invocation", args=(str(invocation.pk),), job_id=str(invocation.pk),
             timeout=job_timeout(invocation.config),
-            # The database holds the outcome; RQ need not keep a result of its own.
-            result_ttl=0, failure_ttl=86400,
+            # The database holds the outcome, but RQ stores a result faster than it deletes a finished job.
+            result_ttl=300, failure_ttl=86400,
         )
     except RedisError as e:
         # The row exists and the user may have seen it: it must end in a definite state, not stay QUEUED.
         log.error("could not queue invocation %s: %s", invocation.pk, e)
         invocation.fail("ServiceException", "The invocation could not be queued: the job queue is unavailable.")
+
+
+OUTCOME_FIELDS = [
+    "status", "result", "error_type", "log", "cold_start", "init_duration_ms", "duration_ms", "billed_duration_ms",
+    "max_memory_used_mb", "gb_seconds", "cost", "started_at", "finished_at", "worker",
+]
 
 
 def invoke_and_wait(function, event, source="console"):
@@ -66,5 +72,6 @@ def invoke_and_wait(function, event, source="console"):
         except RedisError as e:
             # Only the wake-up is lost: the worker still records the outcome, and the page polls for it.
             log.warning("lost the wake-up for invocation %s: %s", invocation.pk, e)
-        invocation.refresh_from_db()
+        # Not the event and configuration, which the caller has: decoding them back costs more than the rest.
+        invocation.refresh_from_db(fields=OUTCOME_FIELDS)
     return invocation

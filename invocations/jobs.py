@@ -26,21 +26,16 @@ def run_invocation(invocation_id, throttled=0):
     reserved concurrency.
     """
     close_old_connections()
-    try:
-        invocation = Invocation.objects.select_related("function").get(pk=invocation_id)
-    except Invocation.DoesNotExist:
-        return "missing"
-    if invocation.status != Invocation.Status.QUEUED:
-        return "already handled"
-    limit = invocation.function.reserved_concurrency
+    invocation = Invocation.claim(invocation_id, worker_name=f"{socket.gethostname()}:{os.getpid()}")
+    if invocation is None:
+        return "already handled"  # by another worker, or gone
+    limit = invocation.reserved_concurrency
     leased = limit is not None
     if leased:
         lease_seconds = longest_run_seconds(invocation.config) + WAIT_MARGIN_SECONDS
         if not concurrency.acquire(invocation.function_id, invocation_id, limit, lease_seconds):
             return _throttle(invocation, throttled)
     try:
-        if not invocation.claim(worker_name=f"{socket.gethostname()}:{os.getpid()}"):  # fail_orphans() reads it
-            return "already claimed"
         try:
             outcome = pool.run(invocation.config, invocation.request_id, invocation.event)
             invocation.finish(outcome)
@@ -50,7 +45,8 @@ def run_invocation(invocation_id, throttled=0):
             invocation.fail("ServiceException", f"The platform failed to run the invocation: {e!r}")
             raise
         finally:
-            notify_finished(invocation_id)
+            if invocation.kind == Invocation.Kind.SYNC:  # nobody waits for an asynchronous one
+                notify_finished(invocation_id)
     finally:
         if leased:
             concurrency.release(invocation.function_id, invocation_id)
@@ -65,10 +61,11 @@ def _throttle(invocation, throttled):
         invocation.throttle()
         notify_finished(invocation.pk)
         return invocation.status
+    invocation.unclaim()
     delay = min(THROTTLE_BACKOFF_MAX_SECONDS, 2 ** throttled)
     queue.queue().enqueue_in(
         timedelta(seconds=delay), "invocations.jobs.run_invocation", args=(invocation.request_id, throttled + 1),
         job_id=f"{invocation.pk}-throttled-{throttled + 1}", timeout=job_timeout(invocation.config),
-        result_ttl=0, failure_ttl=86400,
+        result_ttl=300, failure_ttl=86400,
     )
     return f"throttled, retrying in {delay} s"

@@ -2,7 +2,7 @@ import json
 import socket
 import uuid
 
-from django.db import models
+from django.db import connection, models
 from django.urls import reverse
 from django.utils import timezone
 
@@ -79,12 +79,47 @@ class Invocation(models.Model):
     def request_id(self):
         return str(self.id)
 
-    def claim(self, worker_name):
-        """Move QUEUED → RUNNING; return False if another worker has it or it was already handled."""
-        claimed = Invocation.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(
-            status=self.Status.RUNNING, started_at=timezone.now(), worker=worker_name
+    @classmethod
+    def claim(cls, pk, worker_name):
+        """Move QUEUED → RUNNING; return the invocation, with what running it takes, or None if another
+        worker has it or it was already handled.
+
+        The invocation comes back with only the fields the worker uses, plus its function's current
+        `reserved_concurrency`. One UPDATE … RETURNING (SQLite ≥ 3.35, PostgreSQL) does what the ORM
+        would do with a conditional update and a read: the pair costs ~0.9 ms, this ~0.1 ms, on a warm
+        path whose handler round trip is ~0.5 ms (bench/README.md).
+        """
+        qn = connection.ops.quote_name
+        returned = [cls._meta.get_field(name) for name in RUN_FIELDS]
+        table = qn(cls._meta.db_table)
+        sql = (
+            f"UPDATE {table} SET {qn('status')} = %s, {qn('started_at')} = %s, {qn('worker')} = %s "
+            f"WHERE {qn('id')} = %s AND {qn('status')} = %s "
+            f"RETURNING {', '.join(qn(field.column) for field in returned)}, "
+            f"(SELECT {qn('reserved_concurrency')} FROM {qn(Function._meta.db_table)} "
+            f"WHERE {qn('id')} = {table}.{qn('function_id')})"
         )
-        return claimed == 1
+        started_at = timezone.now()
+        params = [
+            cls.Status.RUNNING, cls._meta.get_field("started_at").get_db_prep_value(started_at, connection),
+            worker_name, cls._meta.pk.get_db_prep_value(uuid.UUID(str(pk)), connection), cls.Status.QUEUED,
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        values = {field.attname: _from_db(field, value) for field, value in zip(returned, row)}
+        invocation = cls(id=pk, status=cls.Status.RUNNING, started_at=started_at, worker=worker_name, **values)
+        invocation.reserved_concurrency = row[-1]
+        return invocation
+
+    def unclaim(self):
+        """Give a claimed invocation back to the queue (RUNNING → QUEUED), e.g. to retry it later."""
+        Invocation.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+            status=self.Status.QUEUED, started_at=None, worker=""
+        )
+        self.status = self.Status.QUEUED
 
     def finish(self, outcome):
         """Record a runtime outcome (invocations.runtime.environment.Outcome) and its bill, once."""
@@ -144,7 +179,8 @@ class Invocation(models.Model):
                 "message": "Rate Exceeded.",
             }),
         )
-        Invocation.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(**fields)
+        # Queued (invoke() at reserved concurrency 0) or claimed by the worker that found no free slot.
+        Invocation.objects.filter(pk=self.pk, status__in=[self.Status.QUEUED, self.Status.RUNNING]).update(**fields)
         for name, value in fields.items():
             setattr(self, name, value)
 
@@ -157,6 +193,15 @@ class Invocation(models.Model):
         Invocation.objects.filter(pk=self.pk, status__in=[self.Status.QUEUED, self.Status.RUNNING]).update(**fields)
         for name, value in fields.items():
             setattr(self, name, value)
+
+
+# What a worker needs of an invocation to run it (Invocation.claim returns these).
+RUN_FIELDS = ("kind", "config", "event", "function", "memory_size_mb")
+
+
+def _from_db(field, value):
+    converter = getattr(field, "from_db_value", None)
+    return converter(value, None, connection) if converter else value
 
 
 def _process_alive(pid):
