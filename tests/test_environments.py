@@ -141,6 +141,23 @@ class OneWorkerTests(World, TransactionTestCase):
         # Running, the thread would have ticked about 100 times in those 0.5 s.
         self.assertLess(second["ticks"] - first["ticks"], 20)
 
+    def test_each_cold_start_gets_an_empty_tmp_of_its_own(self):
+        # After a cold start the worker makes a spare /tmp disk for the next one: both must look the same.
+        code = handler_zip("""
+            import os
+            def handler(event, context):
+                found = sorted(os.listdir("/tmp"))
+                open("/tmp/mine", "w").write("x")
+                st = os.statvfs("/tmp")
+                return {"found": found, "owner_is_me": os.stat("/tmp").st_uid == os.getuid(),
+                        "size_mb": st.f_blocks * st.f_frsize // 2**20}
+        """)
+        for name in ("first", "second", "third"):
+            answer = json.loads(self.invoke(self.create_function(code, name=name)).result)
+            self.assertEqual(answer["found"], [], name)
+            self.assertTrue(answer["owner_is_me"], name)
+            self.assertTrue(450 <= answer["size_mb"] <= 512, answer)
+
     def test_the_memory_budget_stops_the_least_recently_used_environment(self):
         # ENVIRONMENT_MEMORY_BUDGET_MB=256: two idle 128 MB environments fit, a third pushes out the oldest.
         a, b, c = (self.create_function(handler_zip(COUNTER), name=n) for n in ("a", "b", "c"))

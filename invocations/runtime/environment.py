@@ -122,17 +122,24 @@ class Environment:
         # Reserved names win, as in Lambda, where they cannot be set.
         return {**s["environment"], **reserved}
 
-    def start(self):
-        """Launch the runtime and run init; return (ok, init_ms, error_payload, error_type, timed_out)."""
-        self.slot = sandbox.UidSlot.acquire()
-        name = sandbox.environment_name(self.key)
+    def start(self, scratch=None):
+        """Launch the runtime and run init; return (ok, init_ms, error_payload, error_type, timed_out).
+
+        `scratch` is a ready /tmp disk of the function's ephemeral storage size (the pool keeps a spare);
+        without one, one is made here. Either way the environment owns it from now on.
+        """
+        self.scratch = scratch
         try:
-            self.cgroup = sandbox.MemoryCgroup.create(name, self.snapshot["memory_size"] * sandbox.MB)
-        except OSError:
-            self.cgroup = None
-        try:
-            if sandbox.layers()["bubblewrap"][0] and sandbox.ScratchDisk.available():
-                self.scratch = sandbox.ScratchDisk.create(name, self.snapshot["ephemeral_storage"], self.slot.uid)
+            self.slot = sandbox.UidSlot.acquire()
+            name = sandbox.environment_name(self.key)
+            try:
+                self.cgroup = sandbox.MemoryCgroup.create(name, self.snapshot["memory_size"] * sandbox.MB)
+            except OSError:
+                self.cgroup = None
+            if self.scratch is None and sandbox.scratch_disks():
+                self.scratch = sandbox.ScratchDisk.create(name, self.snapshot["ephemeral_storage"])
+            if self.scratch is not None and self.slot.uid is not None:
+                self.scratch.give_to(self.slot.uid)
             launch = sandbox.build_launch(
                 self.snapshot, self.code_dir, self.runtime_dir, self.slot, self.cgroup, self.scratch
             )

@@ -4,6 +4,7 @@ import hashlib
 import json
 import logging
 import os
+import subprocess
 import tempfile
 import time
 from collections import OrderedDict
@@ -13,7 +14,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 
 from functions.codezip import extract_zip
-from functions.models import CodeArtifact
+from functions.models import EPHEMERAL_MIN, CodeArtifact
 from invocations.runtime import sandbox
 from invocations.runtime.environment import Environment
 
@@ -58,6 +59,8 @@ class Pool:
         self.idle_seconds = idle_seconds or settings.ENVIRONMENT_IDLE_SECONDS
         self.idle = OrderedDict()
         self._runtime_dir = None
+        # A /tmp disk of the default size made ahead, off the cold-start path: making one takes ~14 ms.
+        self.spare_disk = None
 
     @property
     def runtime_dir(self):
@@ -82,7 +85,7 @@ class Pool:
                 outcome = env.invoke(request_id, event, cold_start=False, client_context=client_context)
             else:
                 env = Environment(key, snapshot, ensure_code(snapshot["code_sha256"]), self.runtime_dir)
-                ok, init_ms, payload, error_type, timed_out = env.start()
+                ok, init_ms, payload, error_type, timed_out = env.start(scratch=self._take_spare(snapshot))
                 if not ok:
                     return env.init_failure(request_id, init_ms, payload, error_type, timed_out)
                 outcome = env.invoke(request_id, event, cold_start=True, init_ms=init_ms,
@@ -108,6 +111,17 @@ class Pool:
         while sum(env.snapshot["memory_size"] for env in self.idle.values()) > self.memory_budget_mb:
             _, env = self.idle.popitem(last=False)
             env.kill()
+        if self.spare_disk is None and self._runtime_dir is not None and sandbox.scratch_disks():
+            try:
+                self.spare_disk = sandbox.ScratchDisk.create(sandbox.environment_name("spare"), EPHEMERAL_MIN)
+            except (OSError, subprocess.SubprocessError):
+                log.exception("could not make a spare /tmp disk; the next cold start makes its own")
+
+    def _take_spare(self, snapshot):
+        if self.spare_disk is None or snapshot["ephemeral_storage"] != self.spare_disk.size_mb:
+            return None
+        disk, self.spare_disk = self.spare_disk, None
+        return disk
 
     def _expired(self, env):
         return time.monotonic() - env.last_used > self.idle_seconds
@@ -116,6 +130,9 @@ class Pool:
         while self.idle:
             _, env = self.idle.popitem()
             env.kill()
+        if self.spare_disk is not None:
+            self.spare_disk.remove()
+            self.spare_disk = None
 
 
 def remove_stale():

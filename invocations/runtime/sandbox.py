@@ -273,6 +273,11 @@ def signal_all(pids, signum):
             pass
 
 
+def scratch_disks():
+    """Whether environments get a disk of their own for /tmp (else a tmpfs inside bubblewrap)."""
+    return layers()["bubblewrap"][0] and ScratchDisk.available()
+
+
 def uid_pids(uid):
     """Return the pids of every process whose real uid is `uid` (a sandbox uid belongs to one environment)."""
     found = []
@@ -304,14 +309,14 @@ class ScratchDisk:
         if os.geteuid() != 0 or not Path("/dev/loop-control").exists() or not shutil.which("mkfs.ext4"):
             return False
         try:
-            probe = ScratchDisk.create(f"env-{os.getpid()}-probe-{os.urandom(3).hex()}", 16, 0)
+            probe = ScratchDisk.create(f"env-{os.getpid()}-probe-{os.urandom(3).hex()}", 16)
         except (OSError, subprocess.SubprocessError):
             return False
         probe.remove()
         return True
 
     @classmethod
-    def create(cls, name, size_mb, uid):
+    def create(cls, name, size_mb):
         root = Path(settings.SCRATCH_DIR)
         root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o711)  # bwrap, running as the sandbox uid, must reach the mount point
@@ -321,7 +326,7 @@ class ScratchDisk:
                 f.truncate(size_mb * MB)
             subprocess.run(
                 ["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
-                 "-E", f"lazy_itable_init=1,lazy_journal_init=1,nodiscard,root_owner={uid}:{uid}", str(disk.image)],
+                 "-E", "lazy_itable_init=1,lazy_journal_init=1,nodiscard", str(disk.image)],
                 check=True, capture_output=True, timeout=60,
             )
             disk.mountpoint.mkdir()
@@ -332,6 +337,14 @@ class ScratchDisk:
             disk.remove()
             raise
         return disk
+
+    @property
+    def size_mb(self):
+        return self.image.stat().st_size // MB
+
+    def give_to(self, uid):
+        """Make the disk's root, the environment's /tmp, belong to the environment's uid."""
+        os.chown(self.mountpoint, uid, uid)
 
     def remove(self):
         if self.mountpoint.is_mount():
