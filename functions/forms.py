@@ -105,8 +105,8 @@ class SettingsFields(forms.Form):
     )
     outbound_network = forms.BooleanField(
         label="Outbound network", required=False,
-        help_text="Off: the function has no network at all. On: it shares the host's network, so it can "
-                  "reach anything the host can, including services listening on the host.",
+        help_text="Off: the function has no network at all. On: it reaches the internet, but not this host "
+                  "nor private or link-local addresses (where the host has the egress filter: see /status/).",
     )
     description = forms.CharField(max_length=256, required=False)
 

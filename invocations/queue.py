@@ -14,7 +14,10 @@ from django.conf import settings
 @functools.lru_cache(maxsize=None)
 def _client(url, blocking):
     # redis-py gives up on a reply after 5 s by default: a blocking wait for a longer run needs no limit.
-    return redis.Redis.from_url(url, socket_timeout=None) if blocking else redis.Redis.from_url(url)
+    # Keepalive, so that a dead server is noticed on a connection that waits without a timeout.
+    if blocking:
+        return redis.Redis.from_url(url, socket_timeout=None, socket_keepalive=True)
+    return redis.Redis.from_url(url)
 
 
 def connection(blocking=False):

@@ -11,10 +11,12 @@ import os
 import signal
 
 from django.conf import settings
+from django.db import close_old_connections
 from rq import SimpleWorker
 
 from invocations import concurrency
 from invocations.models import Invocation
+from invocations.runtime import sandbox
 from invocations.runtime.pool import pool, remove_stale
 from invocations.wakeup import notify_finished
 
@@ -34,29 +36,38 @@ class LambdaWorker(SimpleWorker):
     def run_maintenance_tasks(self):
         """RQ's periodic upkeep (at start, then every maintenance interval), plus ours."""
         super().run_maintenance_tasks()
-        for invocation in Invocation.fail_orphans():
-            self.log.warning("failed invocation %s: its worker (%s) died", invocation.pk, invocation.worker)
-            concurrency.release(invocation.function_id, invocation.pk)
-            notify_finished(invocation.pk)
-        remove_stale()  # what dead workers on this host left: cgroups, mounted /tmp disks
-        pool.evict()  # idle environments past their timeout
+        # RQ's dequeue loop, which calls this, survives only Redis errors: a database restart or a locked
+        # SQLite file must not end the worker.
+        try:
+            close_old_connections()
+            for invocation in Invocation.fail_orphans():
+                self.log.warning("failed invocation %s: its worker (%s) died", invocation.pk, invocation.worker)
+                concurrency.release(invocation.function_id, invocation.pk)
+                notify_finished(invocation.pk)
+            remove_stale()  # what dead workers on this host left: cgroups, mounted /tmp disks
+            pool.evict()  # idle environments past their timeout
+        except Exception:
+            self.log.exception("maintenance failed; trying again at the next pass")
 
     def work(self, *args, **kwargs):
+        sandbox.layers()  # detect the host's isolation layers now, and load the egress filter
         try:
             return super().work(*args, **kwargs)
         finally:
             pool.close()
 
 
-def _end_with_the_worker():
-    """In each child the worker forks (RQ's scheduler): stop when the worker dies, even by SIGKILL.
+def _in_forked_child():
+    """In each child the worker forks (RQ's scheduler): stop when the worker dies, even by SIGKILL, and
+    let go of the environments' uid locks and pipes.
 
     RQ's scheduler process never checks on its parent, so a killed worker would leave it running.
     SIGTERM lets it release its scheduler lock on the way out.
     """
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    pool.forget()
 
 
-os.register_at_fork(after_in_child=_end_with_the_worker)
+os.register_at_fork(after_in_child=_in_forked_child)
 atexit.register(pool.close)

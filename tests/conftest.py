@@ -37,6 +37,19 @@ def workers(django_db_setup):
         pytest.fail(str(e))
     yield processes
     stop(processes)
+    # Stopped workers clean up after their environments: no /tmp disk of theirs may stay mounted.
+    leftovers = scratch_mounts()
+    for mountpoint in leftovers:
+        subprocess.run(["umount", "-l", mountpoint], check=False)
+    assert not leftovers, f"stopped workers left {len(leftovers)} /tmp disks mounted: {leftovers[:3]}"
+
+
+def scratch_mounts():
+    from django.conf import settings
+
+    root = f"{settings.SCRATCH_DIR}/"
+    with open("/proc/self/mountinfo") as f:
+        return [line.split()[4] for line in f if line.split()[4].startswith(root)]
 
 
 def _free_port():

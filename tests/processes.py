@@ -71,7 +71,8 @@ def stop(processes):
     for p in processes:
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10
+    # A worker stopping kills and cleans up its idle environments (cgroups, /tmp disks) first.
+    deadline = time.monotonic() + 30
     for p in processes:
         try:
             p.wait(timeout=max(0.1, deadline - time.monotonic()))

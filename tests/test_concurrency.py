@@ -5,11 +5,18 @@ import json
 import threading
 import time
 import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.test import TransactionTestCase, override_settings
+from django.utils import timezone
+from redis.exceptions import RedisError
 
 from invocations import concurrency
 from invocations.invoke import invoke, invoke_and_wait
+from invocations.jobs import run_invocation
 from invocations.models import Invocation
-from tests.base import BaseTestCase, WorkerTestCase, handler_zip
+from tests.base import BaseTestCase, WorkerTestCase, World, handler_zip
 
 SLEEPER = """
     import time
@@ -30,7 +37,9 @@ class ReservedConcurrencyTests(WorkerTestCase):
         thread = threading.Thread(target=run)
         thread.start()
         deadline = time.monotonic() + 15
-        while not Invocation.objects.filter(function=function, status=Invocation.Status.RUNNING).exists():
+        # Claimed (RUNNING) and, with a reservation, holding its lease: only then is the slot surely taken.
+        while not (Invocation.objects.filter(function=function, status=Invocation.Status.RUNNING).exists()
+                   and (function.reserved_concurrency is None or concurrency.in_use(function.pk) == 1)):
             self.assertLess(time.monotonic(), deadline, "the first invocation never started")
             time.sleep(0.02)
         return thread, done
@@ -39,7 +48,7 @@ class ReservedConcurrencyTests(WorkerTestCase):
         fn = self.create_function(handler_zip(SLEEPER), timeout=10)
         fn.reserved_concurrency = 1
         fn.save()
-        thread, first = self.start_in_background(fn, '{"sleep": 1.5}')
+        thread, first = self.start_in_background(fn, '{"sleep": 3}')
         throttled = invoke_and_wait(fn, "{}")
         thread.join()
         self.assertEqual(first["invocation"].status, Invocation.Status.SUCCEEDED)
@@ -63,7 +72,7 @@ class ReservedConcurrencyTests(WorkerTestCase):
         fn = self.create_function(handler_zip(SLEEPER), timeout=10)
         fn.reserved_concurrency = 1
         fn.save()
-        thread, first = self.start_in_background(fn, '{"sleep": 1.5}')
+        thread, first = self.start_in_background(fn, '{"sleep": 3}')
         event = invoke(fn, "{}", kind=Invocation.Kind.ASYNC)
         thread.join()
         deadline = time.monotonic() + 20
@@ -88,3 +97,34 @@ class LeaseTests(BaseTestCase):
 
     def test_a_limit_of_zero_never_leases(self):
         self.assertFalse(concurrency.acquire(f"test-{uuid.uuid4()}", "a", limit=0, seconds=60))
+
+
+class ThrottleEdgeTests(World, TransactionTestCase):
+    """run_invocation in this process (committed rows: the job closes stale connections as a worker's
+    does): the paths where no worker can be asked to misbehave on cue."""
+
+    def setUp(self):
+        self.make_world()
+
+    def test_an_async_event_throttled_past_the_maximum_event_age_ends_throttled(self):
+        fn = self.create_function(handler_zip(SLEEPER))
+        fn.reserved_concurrency = 0
+        fn.save()
+        event = invoke(fn, "{}", kind=Invocation.Kind.ASYNC)
+        Invocation.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(hours=6))
+        self.assertEqual(run_invocation(str(event.pk), throttled=9), Invocation.Status.THROTTLED)
+        event.refresh_from_db()
+        self.assertEqual(event.status, Invocation.Status.THROTTLED)
+        self.assertEqual(event.error_type, "TooManyRequestsException")
+
+    def test_a_redis_failure_while_leasing_fails_the_invocation_instead_of_leaving_it_running(self):
+        fn = self.create_function(handler_zip(SLEEPER))
+        fn.reserved_concurrency = 1
+        fn.save()
+        event = invoke(fn, "{}", kind=Invocation.Kind.ASYNC)
+        dead = {settings.INVOCATION_QUEUE: {"URL": "redis://127.0.0.1:1/0"}}
+        with override_settings(RQ_QUEUES=dead), self.assertRaises(RedisError):
+            run_invocation(str(event.pk))
+        event.refresh_from_db()
+        self.assertEqual(event.status, Invocation.Status.FAILED)
+        self.assertEqual(event.error_type, "ServiceException")

@@ -63,3 +63,26 @@ class DegradedHostTests(BaseTestCase):
         self.assertNotIn("DJANGO_SETTINGS_MODULE", answer["env"])
         # No mount namespace: the code is read where the worker unpacked it.
         self.assertNotEqual(answer["task_root"], "/var/task")
+
+    def test_without_cgroup_or_namespaces_a_killed_environment_leaves_no_process_of_its_uid(self):
+        # Nothing to kill by but the uid: a daemon that left the launcher's tree must still go before the
+        # uid is handed to another environment.
+        fn = self.create_function(handler_zip("""
+            import os, time
+            def handler(event, context):
+                if os.fork() == 0:
+                    os.setsid()
+                    if os.fork() == 0:
+                        time.sleep(1000)
+                    os._exit(0)
+                time.sleep(0.2)
+                return os.getuid()
+        """))
+        pool = Pool()
+        # Without bubblewrap too: no pid namespace whose end would take the daemon along.
+        with mock.patch.object(sandbox.MemoryCgroup, "parent", return_value=None), without("bubblewrap"):
+            outcome = pool.run(fn.config_snapshot(), str(uuid.uuid4()), "{}")
+            uid = json.loads(outcome.payload)
+            self.assertTrue(sandbox.uid_pids(uid), "the daemon is not running")
+            pool.close()
+        self.assertEqual(sandbox.uid_pids(uid), [])

@@ -1,10 +1,12 @@
 """Execution environments as Lambda's: warm reuse, discarding, idle expiry, the memory budget, freezing,
 ephemeral storage and the outbound network switch. Real workers, real sandboxes."""
 
+import errno
 import json
 import socket
 import threading
 import time
+import uuid
 
 import pytest
 from django.conf import settings
@@ -229,7 +231,11 @@ class NetworkTests(WorkerTestCase):
                         reached[address] = "connected"
                     except OSError as e:
                         reached[address] = f"{type(e).__name__}: {e}"
-                return {"interfaces": sorted(name for _, name in socket.if_nameindex()), "reached": reached}
+                # /proc/net/dev lists the namespace's interfaces (if_nameindex() needs netlink, refused with a
+                # shared network); name lookups still work without netlink.
+                interfaces = sorted(line.split(":")[0].strip() for line in open("/proc/net/dev").readlines()[2:])
+                resolved = socket.getaddrinfo("localhost", 80, flags=socket.AI_ADDRCONFIG)[0][4][0]
+                return {"interfaces": interfaces, "reached": reached, "localhost": resolved}
         """), timeout=30)
         event = json.dumps({"addresses": host_addresses, "port": port})
         try:
@@ -241,6 +247,7 @@ class NetworkTests(WorkerTestCase):
             on = json.loads(self.invoke(fn, event).result)
             # The host's own interfaces: the function shares its network namespace...
             self.assertEqual(on["interfaces"], sorted(name for _, name in socket.if_nameindex()))
+            self.assertIn(on["localhost"], ("127.0.0.1", "::1"))
             if not layers()["egress filter"][0]:
                 self.skipTest(f"no egress filter on this host: {layers()['egress filter'][1]}")
             # ...but the egress filter keeps it off every address of the host itself.
@@ -249,3 +256,29 @@ class NetworkTests(WorkerTestCase):
             self.assertEqual(accepted, [])
         finally:
             listener.close()
+
+    def test_outbound_network_does_not_reach_the_hosts_abstract_unix_sockets(self):
+        # Abstract Unix sockets belong to the network namespace, which outbound network shares with the host.
+        name = f"\0lambda-test-{uuid.uuid4().hex}"
+        listener = socket.socket(socket.AF_UNIX)
+        listener.bind(name)
+        listener.listen()
+        self.addCleanup(listener.close)
+        fn = self.create_function(handler_zip("""
+            import socket
+            def handler(event, context):
+                a, b = socket.socketpair()  # Unix sockets among the function's own threads still work
+                a.sendall(b"ok")
+                try:
+                    s = socket.socket(socket.AF_UNIX)
+                    s.connect(event["name"])
+                    return {"pair": b.recv(2).decode(), "host": "connected"}
+                except OSError as e:
+                    return {"pair": b.recv(2).decode(), "host": e.errno}
+        """))
+        fn.outbound_network = True
+        fn.save()
+        if not layers()["seccomp"][0]:
+            self.skipTest(f"no seccomp on this host: {layers()['seccomp'][1]}")
+        answer = json.loads(self.invoke(fn, json.dumps({"name": name})).result)
+        self.assertEqual(answer, {"pair": "ok", "host": errno.EPERM})

@@ -160,6 +160,9 @@ class Environment:
         except OSError:
             self.kill()  # give back the uid and the cgroup
             raise
+        finally:
+            for fd in launch.fds:
+                os.close(fd)
         self.alive = True
         for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
             os.set_blocking(pipe.fileno(), False)
@@ -184,14 +187,19 @@ class Environment:
             return False, init_ms, body.decode("utf-8", "replace"), header.get("error_type", "Runtime.Unknown"), False
         return True, init_ms, None, "", False
 
-    def kill(self):
-        """Kill the whole sandbox and free what it held."""
-        self.frozen = False  # SIGKILL ends stopped processes too
+    def signal_kill(self):
+        """Send SIGKILL to every process of the environment (it ends stopped processes too); free nothing yet."""
         if self.process is not None:
             if self.process.poll() is None:
                 self.process.kill()
             if self.cgroup is not None:
                 self.cgroup.kill_all()
+
+    def kill(self):
+        """Kill the whole sandbox and free what it held."""
+        self.frozen = False
+        self.signal_kill()
+        if self.process is not None:
             try:
                 self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
@@ -212,8 +220,32 @@ class Environment:
             self.scratch.remove()
             self.scratch = None
         if self.slot is not None:
+            if self.cgroup is None and self.slot.uid is not None and self.process is not None:
+                # No cgroup to kill by: whatever still runs as this uid is this environment's (a child
+                # that left the launcher's tree). It must be gone before the uid goes to another one.
+                for _ in range(100):
+                    pids = sandbox.uid_pids(self.slot.uid)
+                    if not pids:
+                        break
+                    sandbox.signal_all(pids, signal.SIGKILL)
+                    time.sleep(0.01)
             self.slot.release()
         self.alive = False
+
+    def forget(self):
+        """In a child forked from the worker (RQ's scheduler): close what it inherited of this environment.
+
+        An inherited uid lock would stay held as long as that child lives, and inherited pipes would keep
+        the runtime from ever seeing the worker go away.
+        """
+        if self.process is not None:
+            for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+                try:
+                    pipe.close()
+                except OSError:
+                    pass
+        if self.slot is not None:
+            self.slot.release()
 
     def _pids(self):
         """Return the pids of every process of this environment, the launcher included."""
@@ -227,15 +259,18 @@ class Environment:
         """Stop everything the environment runs until its next invocation, as Lambda freezes it.
 
         A stopped process cannot fork, so a few passes catch any child started during the previous one.
+        An environment still growing after those passes (a fork bomb, say) is killed instead: the next
+        invocation starts cold.
         """
         stopped = set()
         for _ in range(10):
             new = [pid for pid in self._pids() if pid not in stopped]
             if not new:
-                break
+                self.frozen = True
+                return
             sandbox.signal_all(new, signal.SIGSTOP)
             stopped.update(new)
-        self.frozen = True
+        self.kill()
 
     def thaw(self):
         if self.frozen:

@@ -108,7 +108,10 @@ class Pool:
             if self._expired(env):
                 del self.idle[key]
                 env.kill()
-        while sum(env.snapshot["memory_size"] for env in self.idle.values()) > self.memory_budget_mb:
+        # The most recently used one stays even alone over the budget: else a function larger than the
+        # budget would never be warm.
+        while (len(self.idle) > 1
+               and sum(env.snapshot["memory_size"] for env in self.idle.values()) > self.memory_budget_mb):
             _, env = self.idle.popitem(last=False)
             env.kill()
         if self.spare_disk is None and self._runtime_dir is not None and sandbox.scratch_disks():
@@ -126,9 +129,20 @@ class Pool:
     def _expired(self, env):
         return time.monotonic() - env.last_used > self.idle_seconds
 
+    def forget(self):
+        """In a child forked from the worker: close what it inherited of the environments, touch nothing."""
+        for env in self.idle.values():
+            env.forget()
+        self.idle = OrderedDict()
+        self.spare_disk = None
+
     def close(self):
-        while self.idle:
-            _, env = self.idle.popitem()
+        envs = list(self.idle.values())
+        self.idle.clear()
+        # All at once first: each cleanup then finds its processes gone instead of waiting for them.
+        for env in envs:
+            env.signal_kill()
+        for env in envs:
             env.kill()
         if self.spare_disk is not None:
             self.spare_disk.remove()

@@ -25,7 +25,9 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +51,7 @@ def layers():
     bwrap = shutil.which("bwrap")
     found["bubblewrap"] = (
         bool(bwrap) and _bwrap_works(bwrap),
-        f"{bwrap}: namespaces, read-only code, private /tmp, no network" if bwrap
+        f"{bwrap}: namespaces, read-only code, private /tmp, no network unless a function's outbound network is on" if bwrap
         else "bwrap not installed (apt-get install bubblewrap): user code runs without namespaces",
     )
     is_root = os.geteuid() == 0
@@ -77,6 +79,14 @@ def layers():
         else "needs a memory cgroup or a uid per environment to find the processes: idle environments keep running",
     )
     found["egress filter"] = egress.status()
+    found["seccomp"] = (
+        shared_network_filter() is not None,
+        "with outbound network on, socket(AF_UNIX), netlink and io_uring are refused: they would reach the "
+        "host's abstract Unix sockets and network state, which no egress filter sees"
+        if shared_network_filter() is not None
+        else "pyseccomp or libseccomp is missing: a function with outbound network on can reach the host's "
+             "abstract Unix sockets",
+    )
     found["rlimits"] = (True, "RLIMIT_NOFILE 1024, RLIMIT_NPROC 1024, RLIMIT_FSIZE the ephemeral storage, RLIMIT_CORE 0")
     return found
 
@@ -279,14 +289,20 @@ def scratch_disks():
 
 
 def uid_pids(uid):
-    """Return the pids of every process whose real uid is `uid` (a sandbox uid belongs to one environment)."""
+    """Return the pids of the live processes running as `uid` (a sandbox uid belongs to one environment).
+
+    Zombies are left out: they have exited, and only their parent (or init) can make them go.
+    """
     found = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             try:
-                if entry.stat().st_uid == uid:
-                    found.append(int(entry.name))
-            except OSError:
+                if entry.stat().st_uid != uid:
+                    continue
+                with open(f"/proc/{entry.name}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        found.append(int(entry.name))
+            except (OSError, IndexError):
                 pass
     return found
 
@@ -322,7 +338,8 @@ class ScratchDisk:
         os.chmod(root, 0o711)  # bwrap, running as the sandbox uid, must reach the mount point
         disk = cls(root / f"{name}.img", root / name)
         try:
-            with open(disk.image, "wb") as f:
+            # Only root may read the image; its root directory goes to the environment's uid (give_to).
+            with open(os.open(disk.image, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
                 f.truncate(size_mb * MB)
             subprocess.run(
                 ["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
@@ -345,6 +362,7 @@ class ScratchDisk:
     def give_to(self, uid):
         """Make the disk's root, the environment's /tmp, belong to the environment's uid."""
         os.chown(self.mountpoint, uid, uid)
+        os.chmod(self.mountpoint, 0o700)  # the mount point's path is no secret (/proc/self/mountinfo)
 
     def remove(self):
         if self.mountpoint.is_mount():
@@ -367,6 +385,36 @@ class ScratchDisk:
                 cls(image, root / name).remove()
 
 
+@functools.cache
+def shared_network_filter():
+    """Return the seccomp program (BPF bytes) for sandboxes that share the host's network, or None.
+
+    Such a sandbox has the host's network namespace, and with it the host's abstract Unix sockets
+    (container runtimes, D-Bus, X11 listen there) and netlink's view of the host: refuse creating Unix
+    and netlink sockets (socketpair() still works) and io_uring, which could create sockets unseen.
+    """
+    try:
+        import pyseccomp
+    except (ImportError, OSError):  # OSError: no libseccomp.so.2
+        return None
+    rules = pyseccomp.SyscallFilter(defaction=pyseccomp.ALLOW)
+    for family in (socket.AF_UNIX, socket.AF_NETLINK):
+        rules.add_rule(pyseccomp.ERRNO(errno.EPERM), "socket", pyseccomp.Arg(0, pyseccomp.EQ, family))
+    rules.add_rule(pyseccomp.ERRNO(errno.EPERM), "io_uring_setup")
+    with tempfile.TemporaryFile() as f:
+        rules.export_bpf(f)
+        f.seek(0)
+        return f.read()
+
+
+def _memfd(data):
+    """Return a file descriptor reading `data` from its start (bwrap reads its --seccomp program from one)."""
+    fd = os.memfd_create("seccomp", 0)
+    os.write(fd, data)
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
 @dataclass
 class Launch:
     argv: list
@@ -378,6 +426,8 @@ class Launch:
     # Set when the launcher waits for one line on stdin before it execs: the worker moves it into its
     # cgroup first, so everything it starts is counted and limited from the first byte.
     waits_for_cgroup: bool = False
+    # File descriptors handed to the launcher, for the caller to close once it has started.
+    fds: list = field(default_factory=list)
 
 
 def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch):
@@ -396,9 +446,16 @@ def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch):
         tmp = ["--bind", str(scratch.mountpoint), "/tmp"] if scratch else ["--size", str(tmp_bytes), "--tmpfs", "/tmp"]
         # With a network, name resolution and TLS need these; without one they are harmless.
         etc = [arg for name in NETWORK_FILES for arg in ("--ro-bind-try", name, name)]
+        network = []
+        fds = []
+        if snapshot["outbound_network"]:
+            network = ["--share-net"]
+            if shared_network_filter() is not None:
+                fds.append(_memfd(shared_network_filter()))
+                network += ["--seccomp", str(fds[0])]
         argv = [
             shutil.which("bwrap"),
-            "--unshare-all", *(["--share-net"] if snapshot["outbound_network"] else []),
+            "--unshare-all", *network,
             "--die-with-parent", "--new-session", "--cap-drop", "ALL",
             "--ro-bind", "/usr", "/usr",
             "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
@@ -412,7 +469,7 @@ def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch):
             "--chdir", TASK_ROOT,
             *inner,
         ]
-        launch = Launch(argv, _drop_privileges(slot.uid), TASK_ROOT, RUNTIME_DIR)
+        launch = Launch(argv, {**_drop_privileges(slot.uid), "pass_fds": fds}, TASK_ROOT, RUNTIME_DIR, fds=fds)
     else:
         # Degraded: no namespaces. The code is read in place, and /var/task is only a name.
         argv = [python, "-I", "-B", str(Path(runtime_dir) / "bootstrap.py"), json.dumps(limits)]
