@@ -68,6 +68,7 @@ from functions.forms import FunctionForm, host_runtime  # noqa: E402
 from invocations.invoke import invoke, invoke_and_wait  # noqa: E402
 from invocations.models import Invocation  # noqa: E402
 from tests.base import handler_zip  # noqa: E402
+from tests.processes import stop  # noqa: E402
 
 HANDLER = "def handler(event, context):\n    return {'echo': event}\n"
 EVENT = '{"n": 1}'
@@ -119,20 +120,6 @@ def wait_idle(connection, count):
                     raise RuntimeError(f"worker bench-{kind}-{number} is gone or stuck; see {LOG_DIR}")
                 time.sleep(0.0005)
                 worker.refresh()
-
-
-def stop(processes):
-    """SIGTERM (RQ's warm shutdown: the LambdaWorker stops its environments), then kill what lingers."""
-    for p in processes:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 20
-    for p in processes:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 # One measurement each

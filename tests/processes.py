@@ -57,6 +57,20 @@ def start_worker(queue_name, name, **env):
     return process
 
 
+def host_pids():
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def host_stat(pid):
+    """Return (state, ppid, starttime) of a host pid, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[1]), int(fields[19])
+
+
 def use_queue(queue_name):
     """Settings that send invocations to `queue_name` (a worker of start_worker's listens there)."""
     from django.conf import settings

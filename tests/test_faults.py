@@ -24,7 +24,7 @@ from rq import Queue, Worker
 from invocations.invoke import invoke
 from invocations.models import Invocation
 from tests.base import World, handler_zip
-from tests.processes import ROOT, child_env, log_dir
+from tests.processes import ROOT, child_env, host_pids, host_stat, log_dir
 
 MAINTENANCE_INTERVAL = 2
 
@@ -40,32 +40,19 @@ SLEEPER = """
 
 # Host-side views of processes
 
-def _stat(pid):
-    """Return (state, ppid, starttime) of a host pid, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], int(fields[1]), int(fields[19])
-
-
-def _pids():
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
 
 def _alive(process):
     """`process` is (pid, starttime): alive if that very process still runs (not a zombie, not a reused pid)."""
     pid, started = process
-    stat = _stat(pid)
+    stat = host_stat(pid)
     return stat is not None and stat[0] != "Z" and stat[2] == started
 
 
 def _descendants(root):
     """Return {(pid, starttime)} of every live process below host pid `root`."""
     children = {}
-    for pid in _pids():
-        stat = _stat(pid)
+    for pid in host_pids():
+        stat = host_stat(pid)
         if stat is not None and stat[0] != "Z":
             children.setdefault(stat[1], []).append((pid, stat[2]))
     found, todo = set(), [root]
@@ -86,14 +73,14 @@ def _cmdline(pid):
 
 def _with_marker(marker):
     found = set()
-    for pid in _pids():
+    for pid in host_pids():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if marker.encode() not in f.read():
                     continue
         except OSError:
             continue
-        stat = _stat(pid)
+        stat = host_stat(pid)
         if stat is not None and stat[0] != "Z":
             found.add((pid, stat[2]))
     return found

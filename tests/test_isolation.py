@@ -23,6 +23,7 @@ from invocations.invoke import invoke
 from invocations.models import Invocation
 from invocations.runtime.sandbox import layers
 from tests.base import WorkerTestCase, handler_zip
+from tests.processes import host_pids, host_stat
 
 # Put a marker into the environment the session's workers are started with (conftest copies os.environ
 # when the `workers` fixture starts, which is after every test module has been imported): if any of the
@@ -47,22 +48,9 @@ LAUNCHER_VARIABLES = {"PATH", "LANG", "PWD", "SHLVL", "_"}
 
 # Host-side views of processes
 
-def _pids():
-    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
-
-
-def _stat(pid):
-    """Return (state, ppid, starttime) of a host pid, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], int(fields[1]), int(fields[19])
-
 
 def _alive(pid):
-    stat = _stat(pid)
+    stat = host_stat(pid)
     return stat is not None and stat[0] != "Z"
 
 
@@ -86,7 +74,7 @@ def _uid(pid):
 
 def _with_marker(marker):
     found = []
-    for pid in _pids():
+    for pid in host_pids():
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
                 if marker.encode() not in f.read():
@@ -99,7 +87,7 @@ def _with_marker(marker):
 
 
 def _in_namespace(ns):
-    return [pid for pid in _pids() if _pid_ns(pid) == ns and _alive(pid)]
+    return [pid for pid in host_pids() if _pid_ns(pid) == ns and _alive(pid)]
 
 
 def _wait_for(predicate, timeout, interval=0.05):
