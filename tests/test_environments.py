@@ -202,6 +202,9 @@ class EphemeralStorageTests(WorkerTestCase):
         too_much = self.invoke(fn, json.dumps({"mb": 1100}))
         self.assertEqual(too_much.status, Invocation.Status.FAILED)
         self.assertRegex(json.loads(too_much.result)["errorMessage"], "No space left on device|File too large")
+        # A function error like any other: the environment stays, and the next invocation works.
+        after = self.invoke(fn, json.dumps({"mb": 1}))
+        self.assertEqual(after.status, Invocation.Status.SUCCEEDED, after.result)
 
         other = self.create_function(handler_zip("""
             import os
