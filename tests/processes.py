@@ -71,6 +71,16 @@ def host_stat(pid):
     return fields[0], int(fields[1]), int(fields[19])
 
 
+def wait_for(predicate, timeout, interval=0.05):
+    """Poll `predicate` until it returns something truthy or `timeout` seconds pass; return its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
 def use_queue(queue_name):
     """Settings that send invocations to `queue_name` (a worker of start_worker's listens there)."""
     from django.conf import settings

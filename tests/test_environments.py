@@ -15,7 +15,7 @@ from django.test import TransactionTestCase
 from invocations.models import Invocation
 from invocations.runtime.sandbox import ScratchDisk, layers, uid_pids
 from tests.base import World, WorkerTestCase, handler_zip
-from tests.processes import start_worker, stop, use_queue
+from tests.processes import start_worker, stop, use_queue, wait_for
 
 COUNTER = """
     import os
@@ -42,14 +42,6 @@ def process_states(uid):
         if state != "Z":
             states[pid] = state
     return states
-
-
-def wait_for(condition, seconds, message):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="class")
@@ -114,7 +106,7 @@ class OneWorkerTests(World, TransactionTestCase):
         uid = json.loads(self.invoke(fn).result)["uid"]
         self.assertTrue(process_states(uid), "the warm environment has no processes")
         # ENVIRONMENT_IDLE_SECONDS=3, and the idle worker wakes every second to look.
-        wait_for(lambda: not process_states(uid), 10, "the idle environment was not stopped")
+        self.assertTrue(wait_for(lambda: not process_states(uid), 10), "the idle environment was not stopped")
         self.assertTrue(self.invoke(fn).cold_start)
 
     def test_an_idle_environment_is_frozen_between_invocations(self):

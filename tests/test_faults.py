@@ -24,7 +24,7 @@ from rq import Queue, Worker
 from invocations.invoke import invoke
 from invocations.models import Invocation
 from tests.base import World, handler_zip
-from tests.processes import ROOT, child_env, host_pids, host_stat, log_dir
+from tests.processes import ROOT, child_env, host_pids, host_stat, log_dir, wait_for
 
 MAINTENANCE_INTERVAL = 2
 
@@ -84,16 +84,6 @@ def _with_marker(marker):
         if stat is not None and stat[0] != "Z":
             found.add((pid, stat[2]))
     return found
-
-
-def _wait_for(predicate, timeout, interval=0.05):
-    """Poll `predicate` until it returns something truthy or `timeout` seconds pass; return its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 def _cgroup_leftovers(worker_pid):
@@ -157,13 +147,13 @@ class WorkerFaultTests(World, TransactionTestCase):
             except subprocess.TimeoutExpired:
                 process.kill()
         process.wait()
-        _wait_for(lambda: not [p for p in forks if _alive(p)], 3)
+        wait_for(lambda: not [p for p in forks if _alive(p)], 3)
         self._kill_leftovers(forks)
 
     def wait_registered(self, *started):
         for process, queue, log_path in started:
             listening = Queue(queue, connection=self.connection)
-            ok = _wait_for(lambda: process.poll() is not None or Worker.count(queue=listening), 30)
+            ok = wait_for(lambda: process.poll() is not None or Worker.count(queue=listening), 30)
             self.assertIsNone(process.poll(), f"worker exited; see {log_path}")
             self.assertTrue(ok, f"worker did not register; see {log_path}")
 
@@ -175,7 +165,7 @@ class WorkerFaultTests(World, TransactionTestCase):
 
     def wait_running(self, invocation, worker):
         """Wait until the handler runs on `worker`; return the sandbox's processes (pid, starttime)."""
-        marked = _wait_for(lambda: _with_marker(self.marker), 20)
+        marked = wait_for(lambda: _with_marker(self.marker), 20)
         self.assertTrue(marked, "the handler never started")
         invocation.refresh_from_db()
         self.assertEqual(invocation.status, Invocation.Status.RUNNING)
@@ -192,7 +182,7 @@ class WorkerFaultTests(World, TransactionTestCase):
 
     def assert_gone(self, processes, within):
         started = time.monotonic()
-        left = _wait_for(lambda: not [p for p in processes if _alive(p)] or None, within)
+        left = wait_for(lambda: not [p for p in processes if _alive(p)] or None, within)
         self.assertTrue(left, f"still alive {within} s later: {[p for p in processes if _alive(p)]}")
         self.assertEqual(_with_marker(self.marker), set())
         return time.monotonic() - started
@@ -203,7 +193,7 @@ class WorkerFaultTests(World, TransactionTestCase):
         def finished():
             invocation.refresh_from_db()
             return invocation.is_finished
-        self.assertTrue(_wait_for(finished, within, 0.1), f"invocation still {invocation.status} after {within} s")
+        self.assertTrue(wait_for(finished, within, 0.1), f"invocation still {invocation.status} after {within} s")
         return time.monotonic() - started
 
     # The tests
@@ -214,7 +204,7 @@ class WorkerFaultTests(World, TransactionTestCase):
         # periodic maintenance that has to find the orphan.
         sweeper = self.start_worker("sweeper")
         self.wait_registered(doomed, sweeper)
-        self.assertTrue(_wait_for(lambda: "cleaning registries" in sweeper[2].read_text(), 10),
+        self.assertTrue(wait_for(lambda: "cleaning registries" in sweeper[2].read_text(), 10),
                         "the sweeper's first maintenance pass never ran")
         fn = self.create_function(handler_zip(SLEEPER), name="killed-mid-run", timeout=60)
         invocation = self.send(fn, doomed[1])
@@ -238,7 +228,7 @@ class WorkerFaultTests(World, TransactionTestCase):
         self.assertIn("stopped before it finished", error["errorMessage"])
         self.assertIsNotNone(invocation.finished_at)
         # What the dead worker's environment held on the host is cleaned up by the same sweep.
-        self.assertTrue(_wait_for(lambda: not _cgroup_leftovers(worker.pid), 2), _cgroup_leftovers(worker.pid))
+        self.assertTrue(wait_for(lambda: not _cgroup_leftovers(worker.pid), 2), _cgroup_leftovers(worker.pid))
         self.assertEqual(_mount_leftovers(worker.pid), [])
         self.assertIsNone(sweeper[0].poll())
 

@@ -23,7 +23,7 @@ from invocations.invoke import invoke
 from invocations.models import Invocation
 from invocations.runtime.sandbox import layers
 from tests.base import WorkerTestCase, handler_zip
-from tests.processes import host_pids, host_stat
+from tests.processes import host_pids, host_stat, wait_for
 
 # Put a marker into the environment the session's workers are started with (conftest copies os.environ
 # when the `workers` fixture starts, which is after every test module has been imported): if any of the
@@ -90,21 +90,11 @@ def _in_namespace(ns):
     return [pid for pid in host_pids() if _pid_ns(pid) == ns and _alive(pid)]
 
 
-def _wait_for(predicate, timeout, interval=0.05):
-    """Poll `predicate` until it returns something truthy or `timeout` seconds pass; return its last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
-
-
 def _wait_finished(invocation, timeout):
     def finished():
         invocation.refresh_from_db()
         return invocation.is_finished
-    assert _wait_for(finished, timeout), f"invocation still {invocation.status} after {timeout} s"
+    assert wait_for(finished, timeout), f"invocation still {invocation.status} after {timeout} s"
     return invocation
 
 
@@ -564,7 +554,7 @@ class IsolationTests(WorkerTestCase):
         fine = self.create_function(handler_zip("def handler(e, c):\n    return 'fine'\n"), name="fine")
         invocation = invoke(bomb, json.dumps({"marker": marker}))
         started = time.monotonic()
-        ns = _wait_for(lambda: next(filter(None, map(_pid_ns, _with_marker(marker))), None), 15)
+        ns = wait_for(lambda: next(filter(None, map(_pid_ns, _with_marker(marker))), None), 15)
         self.assertIsNotNone(ns, "the bomb's marker process never appeared")
         self.assertNotEqual(ns, _pid_ns(os.getpid()))
         time.sleep(0.5)
@@ -587,7 +577,7 @@ class IsolationTests(WorkerTestCase):
         self.assertLessEqual(peak, 1024)
         self.assertLess(float(invocation.duration_ms), 3000 + 500)
         self.assertLess(elapsed, 3 + 5)
-        gone = _wait_for(lambda: not _in_namespace(ns), 5)
+        gone = wait_for(lambda: not _in_namespace(ns), 5)
         self.assertTrue(gone, f"{len(_in_namespace(ns))} processes of the bomb's environment are still alive")
         self.assertEqual(_with_marker(marker), [])
         # Both workers are still there and serve the next invocations.
@@ -679,7 +669,7 @@ class IsolationTests(WorkerTestCase):
                 ns, uid = _pid_ns(pid), _uid(pid)
                 if ns and uid is not None:
                     return ns, uid
-        found = _wait_for(identify, 15)
+        found = wait_for(identify, 15)
         self.assertTrue(found, "the daemon never started")
         ns, uid = found
         if os.geteuid() == 0:
@@ -694,7 +684,7 @@ class IsolationTests(WorkerTestCase):
 
         def environment():
             return _in_namespace(ns) + _with_marker(marker) + _with_marker(launcher)
-        self.assertTrue(_wait_for(lambda: not environment(), 5), f"still running: {environment()}")
+        self.assertTrue(wait_for(lambda: not environment(), 5), f"still running: {environment()}")
 
     # 32. Output and response caps
 
