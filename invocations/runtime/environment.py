@@ -198,6 +198,7 @@ class Environment:
     def kill(self):
         """Kill the whole sandbox and free what it held."""
         self.frozen = False
+        killed_by_cgroup = self.cgroup is not None
         self.signal_kill()
         if self.process is not None:
             try:
@@ -220,7 +221,7 @@ class Environment:
             self.scratch.remove()
             self.scratch = None
         if self.slot is not None:
-            if self.cgroup is None and self.slot.uid is not None and self.process is not None:
+            if not killed_by_cgroup and self.slot.uid is not None and self.process is not None:
                 # No cgroup to kill by: whatever still runs as this uid is this environment's (a child
                 # that left the launcher's tree). It must be gone before the uid goes to another one.
                 for _ in range(100):

@@ -50,8 +50,9 @@ def ensure_code(sha256):
 class Pool:
     """Idle environments by configuration key, least recently used first.
 
-    Their configured memory sizes add up to at most the memory budget, and none stays idle longer than
-    the idle timeout (checked after each invocation and at each of the worker's maintenance passes).
+    Their configured memory sizes add up to at most the memory budget (but the most recently used one
+    always stays), and none stays idle longer than the idle timeout (checked after each invocation and
+    at each of the worker's maintenance passes).
     """
 
     def __init__(self, memory_budget_mb=None, idle_seconds=None):
