@@ -4,6 +4,7 @@ Every variable has a default that runs on a fresh machine (SQLite and a Redis on
 lists them all; keep that list in step with this file.
 """
 
+import base64
 import os
 import secrets
 from decimal import Decimal, InvalidOperation
@@ -78,19 +79,34 @@ DATA_DIR = Path(os.environ.get("LAMBDA_DATA_DIR", BASE_DIR / ".run"))
 DATA_DIR.mkdir(parents=True, exist_ok=True)
 
 
-def _secret_key():
-    """Use SECRET_KEY, else a key generated once into the data directory (never committed)."""
-    if os.environ.get("SECRET_KEY"):
-        return os.environ["SECRET_KEY"]
-    path = DATA_DIR / "secret_key"
+def _generated_once(name, make):
+    """Return the text in the data directory's file `name`, writing make() there first if it is missing.
+
+    Written aside and linked into place, so that processes starting together all read the same, whole key.
+    """
+    path = DATA_DIR / name
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = DATA_DIR / f".{name}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(50))
+            f.write(make())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 
-SECRET_KEY = _secret_key()
+# Use SECRET_KEY, else a key generated once into the data directory (never committed).
+SECRET_KEY = os.environ.get("SECRET_KEY") or _generated_once("secret_key", lambda: secrets.token_urlsafe(50))
+# Fernet keys for functions' environment variables at rest, comma-separated: the first encrypts, all
+# decrypt (rotation: put a new key first, run `manage.py rotate_environment_keys`, then drop the old one).
+# Without the variable, one key generated once into the data directory.
+ENVIRONMENT_KEYS = [k for k in os.environ.get("ENVIRONMENT_KEYS", "").split(",") if k.strip()] or [
+    _generated_once("environment_key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+]
 DEBUG = envbool("DEBUG", "false")
 ALLOWED_HOSTS = os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
 CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o]

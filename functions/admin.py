@@ -9,6 +9,8 @@ class FunctionAdmin(admin.ModelAdmin):
     list_filter = ["runtime"]
     search_fields = ["name", "owner__username"]
     raw_id_fields = ["code"]
+    # The environment variables stay out of the admin, even encrypted: they are edited on the console.
+    exclude = ["environment_token"]
 
 
 @admin.register(CodeArtifact)

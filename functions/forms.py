@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 from django.core.validators import RegexValidator
 
+from functions import envvars
 from functions.codezip import ZipRejected
 from functions.models import (
     EPHEMERAL_MAX,
@@ -232,3 +233,62 @@ class TestEventForm(forms.Form):
             function=self.function, name=self.cleaned_data["name"], defaults={"body": self.cleaned_data["event"]}
         )
         return event
+
+
+class VariableForm(forms.Form):
+    key = forms.CharField(max_length=128, required=False, widget=forms.TextInput(attrs={"class": "mono"}))
+    value = forms.CharField(required=False, strip=False, widget=forms.TextInput(attrs={"class": "mono"}))
+
+    def clean_key(self):
+        key = self.cleaned_data["key"].strip()
+        if key in envvars.RESERVED:
+            raise forms.ValidationError(f"{key} is reserved: Lambda sets it for every function.", code="reserved")
+        if key and not envvars.KEY_PATTERN.match(key):
+            raise forms.ValidationError(
+                f"{key!r} is not a valid key: use a letter, then at least one letter, digit or underscore.",
+                code="invalid_key",
+            )
+        return key
+
+    def clean(self):
+        data = super().clean()
+        if not data.get("key") and data.get("value") and not self.errors:
+            self.add_error("key", forms.ValidationError("A value needs a key.", code="no_key"))
+        return data
+
+
+class BaseVariableFormSet(forms.BaseFormSet):
+    """The rows of the environment variables editor; rows without a key, or marked to delete, drop out."""
+
+    def __init__(self, *args, function, **kwargs):
+        self.function = function
+        if not args and "initial" not in kwargs:
+            kwargs["initial"] = [{"key": k, "value": v} for k, v in sorted(function.environment.items())]
+        super().__init__(*args, **kwargs)
+
+    def clean(self):
+        if any(self.errors):
+            return
+        variables = {}
+        for form in self.forms:
+            key = form.cleaned_data.get("key")
+            if not key or form.cleaned_data.get("DELETE"):
+                continue
+            if key in variables:
+                raise forms.ValidationError(f"The key {key} appears twice.", code="duplicate")
+            variables[key] = form.cleaned_data.get("value", "")
+        used = envvars.size(variables)
+        if used > envvars.MAX_BYTES:
+            raise forms.ValidationError(
+                f"The environment variables take {used} bytes; Lambda allows {envvars.MAX_BYTES} (keys and values).",
+                code="too_large",
+            )
+        self.variables = variables
+
+    def save(self):
+        self.function.set_environment(self.variables)
+        return self.variables
+
+
+VariableFormSet = forms.formset_factory(VariableForm, formset=BaseVariableFormSet, extra=3, can_delete=True,
+                                        max_num=200, validate_max=True)

@@ -6,6 +6,7 @@ from django.core.files.storage import default_storage
 from django.db import models
 from django.urls import reverse
 
+from functions import envvars
 from functions.codezip import inspect_zip
 
 # Lambda's rules and bounds (CreateFunction in the Lambda API reference).
@@ -86,6 +87,8 @@ class Function(models.Model):
     outbound_network = models.BooleanField(default=False)
     # None: no limit of its own (the workers bound it). 0: every invocation is throttled.
     reserved_concurrency = models.PositiveIntegerField(null=True, blank=True)
+    # The environment variables, encrypted (functions.envvars); never the values in clear.
+    environment_token = models.TextField(blank=True, default="")
     code = models.ForeignKey(CodeArtifact, on_delete=models.PROTECT, related_name="functions")
     created_at = models.DateTimeField(auto_now_add=True)
     last_modified = models.DateTimeField(auto_now=True)
@@ -111,6 +114,15 @@ class Function(models.Model):
     def log_group_name(self):
         return f"/aws/lambda/{self.name}"
 
+    @property
+    def environment(self):
+        """The environment variables, decrypted."""
+        return envvars.decrypt(self.environment_token)
+
+    def set_environment(self, variables):
+        self.environment_token = envvars.encrypt(variables)
+        self.save(update_fields=["environment_token", "last_modified"])
+
     def replace_code(self, artifact):
         self.code = artifact
         self.save(update_fields=["code", "last_modified"])
@@ -130,7 +142,7 @@ class Function(models.Model):
             "code_sha256": self.code_id,
             "arn": self.arn,
             "log_group_name": self.log_group_name,
-            "environment": {},
+            "environment_token": self.environment_token,
         }
 
 

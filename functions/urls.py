@@ -11,6 +11,7 @@ urlpatterns = [
     path("new/", views.function_create, name="create"),
     path("<str:name>/", views.function_detail, name="detail"),
     path("<str:name>/configuration/", views.function_configure, name="configure"),
+    path("<str:name>/environment/", views.function_environment, name="environment"),
     path("<str:name>/code/", views.function_upload_code, name="upload_code"),
     path("<str:name>/invoke/", invocation_views.invoke, name="invoke"),
     path("<str:name>/events/", views.test_event_save, name="save_event"),

@@ -7,7 +7,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from functions.forms import CodeForm, ConfigurationForm, FunctionForm, InvokeForm, TestEventForm
+from functions.forms import CodeForm, ConfigurationForm, FunctionForm, InvokeForm, TestEventForm, VariableFormSet
+from functions import envvars
 from functions.models import Function, TestEvent
 
 RECENT_INVOCATIONS = 20
@@ -72,6 +73,8 @@ def render_detail(request, function, invoke_form=None, event_form=None, code_for
         "code_form": code_form or CodeForm(function=function),
         "config_form": config_form or ConfigurationForm(function=function),
         "invocations": function.invocations.all()[:RECENT_INVOCATIONS],
+        # Keys only: the values show on the editor page, after a deliberate click.
+        "environment_keys": _environment_keys(function),
     }
     return render(request, "functions/detail.html", context, status=status)
 
@@ -97,6 +100,32 @@ def function_configure(request, name):
     form.save()
     messages.success(request, "Saved the configuration.")
     return redirect(f"{function.get_absolute_url()}#configuration")
+
+
+def _environment_keys(function):
+    try:
+        return sorted(function.environment)
+    except envvars.InvalidToken:
+        return None  # the page says the keys cannot open them
+
+
+def function_environment(request, name):
+    """The environment variables editor: the one page that shows their values."""
+    function = _get_function_for_user(request, name)
+    if _environment_keys(function) is None:
+        messages.error(request, "The environment variables cannot be decrypted with the keys in ENVIRONMENT_KEYS.")
+        return redirect(f"{function.get_absolute_url()}#environment")
+    if request.method == "POST":
+        formset = VariableFormSet(request.POST, function=function)
+        if formset.is_valid():
+            variables = formset.save()
+            messages.success(request, f"Saved {len(variables)} environment variable{'s' if len(variables) != 1 else ''}.")
+            return redirect(f"{function.get_absolute_url()}#environment")
+        status = 400
+    else:
+        formset = VariableFormSet(function=function)
+        status = 200
+    return render(request, "functions/environment.html", {"function": function, "formset": formset}, status=status)
 
 
 @require_POST

@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 from django.conf import settings
 
+from functions import envvars
 from invocations.runtime import sandbox
 from invocations.runtime.outcome import Outcome, error_payload
 
@@ -98,8 +99,9 @@ class Environment:
 
     # Lifecycle
 
-    def environ(self, launch):
-        """Return the only variables the function sees: its own and Lambda's reserved ones."""
+    def environ(self, launch, variables):
+        """Return the only variables the function sees: Lambda's defaults, its own `variables`, and
+        Lambda's reserved ones."""
         s = self.snapshot
         stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[{s['version']}]{os.urandom(16).hex()}"
         reserved = {
@@ -115,12 +117,10 @@ class Environment:
             "AWS_DEFAULT_REGION": settings.LAMBDA_REGION,
             "LAMBDA_TASK_ROOT": launch.task_root,
             "LAMBDA_RUNTIME_DIR": launch.runtime_dir,
-            "LANG": "en_US.UTF-8",
-            "PATH": "/usr/local/bin:/usr/bin/:/bin:/opt/bin",
-            "TZ": ":UTC",
         }
-        # Reserved names win, as in Lambda, where they cannot be set.
-        return {**s["environment"], **reserved}
+        # A function may set these; the reserved ones it cannot (the forms refuse them; they win anyway).
+        defaults = {"LANG": "en_US.UTF-8", "PATH": "/usr/local/bin:/usr/bin/:/bin:/opt/bin", "TZ": ":UTC"}
+        return {**defaults, **variables, **reserved}
 
     def start(self, scratch=None):
         """Launch the runtime and run init; return (ok, init_ms, error_payload, error_type, timed_out).
@@ -129,6 +129,15 @@ class Environment:
         without one, one is made here. Either way the environment owns it from now on.
         """
         self.scratch = scratch
+        try:
+            # Decrypted only here, just before they go to the runtime, and never kept.
+            variables = envvars.decrypt(self.snapshot["environment_token"])
+        except envvars.InvalidToken:
+            if scratch is not None:
+                scratch.remove()
+            message = ("Lambda was unable to decrypt the environment variables: none of the keys in "
+                       "ENVIRONMENT_KEYS opens them.")
+            return False, 0.0, error_payload("KMSAccessDeniedException", message, ""), "KMSAccessDeniedException", False
         try:
             self.slot = sandbox.UidSlot.acquire()
             name = sandbox.environment_name(self.key)
@@ -172,7 +181,7 @@ class Environment:
         self._log_open = True
 
         init_seconds = max(INIT_MIN_SECONDS, self.snapshot["timeout"])
-        configure = ({"type": "configure"}, json.dumps(self.environ(launch)).encode())
+        configure = ({"type": "configure"}, json.dumps(self.environ(launch, variables)).encode())
         try:
             header, body = self._exchange(configure, time.monotonic() + init_seconds)
         except TimeoutError:

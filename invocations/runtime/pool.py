@@ -47,6 +47,10 @@ def ensure_code(sha256):
     return dest
 
 
+# What snapshots taken before a setting existed lack (invocations queued across an upgrade).
+SNAPSHOT_DEFAULTS = {"ephemeral_storage": EPHEMERAL_MIN, "outbound_network": False, "environment_token": ""}
+
+
 class Pool:
     """Idle environments by configuration key, least recently used first.
 
@@ -76,6 +80,7 @@ class Pool:
 
     def run(self, snapshot, request_id, event, client_context=None):
         """Run one invocation in a warm environment for `snapshot`, or a new one; return its Outcome."""
+        snapshot = {**SNAPSHOT_DEFAULTS, **snapshot}
         key = environment_key(snapshot)
         env = self.idle.pop(key, None)
         if env is not None and (env.process.poll() is not None or self._expired(env)):

@@ -1,0 +1,32 @@
+"""Encrypt every stored environment with the first of ENVIRONMENT_KEYS.
+
+Rotation: put a new key first in ENVIRONMENT_KEYS (keep the old one after it), restart, run this, then
+drop the old key. Queued invocations carry the token they were given, so they are rotated too; finished
+ones keep theirs (nothing decrypts a finished invocation's environment).
+"""
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from functions import envvars
+from functions.models import Function
+from invocations.models import Invocation
+
+
+class Command(BaseCommand):
+    help = "Re-encrypt every function's environment variables with the first key of ENVIRONMENT_KEYS."
+
+    def handle(self, *args, **options):
+        functions = invocations = 0
+        with transaction.atomic():
+            for function in Function.objects.exclude(environment_token="").select_for_update():
+                function.environment_token = envvars.rotate(function.environment_token)
+                function.save(update_fields=["environment_token"])
+                functions += 1
+            waiting = Invocation.objects.filter(status__in=[Invocation.Status.QUEUED, Invocation.Status.RUNNING])
+            for invocation in waiting.select_for_update():
+                if invocation.config.get("environment_token"):
+                    invocation.config["environment_token"] = envvars.rotate(invocation.config["environment_token"])
+                    invocation.save(update_fields=["config"])
+                    invocations += 1
+        self.stdout.write(f"Re-encrypted the environment of {functions} functions and {invocations} waiting invocations.")
