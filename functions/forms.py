@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 
 from functions import envvars
-from functions.codezip import ZipRejected
+from functions.codezip import ZipRejected, ZipSummary
 from functions.models import (
     EPHEMERAL_MAX,
     EPHEMERAL_MIN,
@@ -161,6 +161,9 @@ class FunctionForm(SettingsFields):
 class ConfigurationForm(SettingsFields):
     """Change a function's settings; invocations already queued keep the configuration they were given."""
 
+    field_order = ["handler"]
+
+    handler = forms.CharField(max_length=128, validators=[validate_handler])
     reserved_concurrency = forms.IntegerField(
         label="Reserved concurrency", min_value=0, max_value=RESERVED_CONCURRENCY_MAX, required=False,
         help_text="The most invocations of this function that run at once. Empty: no limit of its own; "
@@ -171,6 +174,12 @@ class ConfigurationForm(SettingsFields):
         initial = {name: getattr(function, name) for name in self.base_fields}
         super().__init__(*args, initial=initial, **kwargs)
         self.function = function
+
+    def clean(self):
+        data = super().clean()
+        if data.get("handler"):
+            _check_handler_module(self, data["handler"], ZipSummary(files=self.function.code.files))
+        return data
 
     def save(self):
         for name, value in self.cleaned_data.items():

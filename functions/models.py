@@ -83,7 +83,8 @@ class Function(models.Model):
     memory_size = models.PositiveIntegerField(default=128, help_text="MB")
     timeout = models.PositiveIntegerField(default=3, help_text="seconds")
     ephemeral_storage = models.PositiveIntegerField(default=512, help_text="MB of /tmp")
-    # Off, the sandbox has only a loopback interface of its own. On, it shares the host's network.
+    # Off, the sandbox has only a loopback interface of its own. On, it shares the host's network,
+    # filtered to the internet (invocations.runtime.egress).
     outbound_network = models.BooleanField(default=False)
     # None: no limit of its own (the workers bound it). 0: every invocation is throttled.
     reserved_concurrency = models.PositiveIntegerField(null=True, blank=True)

@@ -11,16 +11,16 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from functions.forms import host_runtime
-from functions.models import Function
+from functions.models import CodeArtifact, Function
 from invocations.invoke import invoke
 from invocations.models import Invocation
-from tests.base import BaseTestCase, handler_zip
+from tests.base import BaseTestCase, handler_zip, make_zip
 
 CODE = "def handler(event, context):\n    return 'hi'\n"
 
 # What the configuration form is posted with when a test does not say otherwise.
 VALID = {
-    "memory_size": "256", "timeout": "10", "ephemeral_storage": "1024", "outbound_network": "on",
+    "handler": "lambda_function.handler", "memory_size": "256", "timeout": "10", "ephemeral_storage": "1024", "outbound_network": "on",
     "description": "does things", "reserved_concurrency": "5",
 }
 
@@ -72,7 +72,7 @@ class CreateTests(ConfigurationTestCase):
         self.assertIsNone(fn.reserved_concurrency)
         page = self.client.get(fn.get_absolute_url())
         self.assertEqual(config_row(page, "Ephemeral storage"), "2048 MB")
-        self.assertEqual(config_row(page, "Outbound network"), "on (shares the host's network)")
+        self.assertEqual(config_row(page, "Outbound network"), "on (the internet; not this host nor private addresses)")
         self.assertEqual(config_row(page, "Reserved concurrency"), "none (limited by the workers)")
 
     def test_it_defaults_to_512_mb_and_no_network(self):
@@ -121,9 +121,26 @@ class ConfigureTests(ConfigurationTestCase):
         self.assertEqual(config_row(page, "Memory"), "256 MB")
         self.assertEqual(config_row(page, "Timeout"), "10 s")
         self.assertEqual(config_row(page, "Ephemeral storage"), "1024 MB")
-        self.assertEqual(config_row(page, "Outbound network"), "on (shares the host's network)")
+        self.assertEqual(config_row(page, "Outbound network"), "on (the internet; not this host nor private addresses)")
         self.assertEqual(config_row(page, "Reserved concurrency"), "5")
         self.assertContains(page, '<p class="description">does things</p>', html=True)
+
+    def test_it_changes_the_handler_to_a_module_the_code_has(self):
+        self.fn.replace_code(CodeArtifact.objects.get(pk=self.create_function(
+            make_zip({"lambda_function.py": CODE, "other.py": CODE}), name="two-modules").code_id))
+        self.assertEqual(self.configure(handler="other.handler").status_code, 302)
+        self.fn.refresh_from_db()
+        self.assertEqual(self.fn.handler, "other.handler")
+
+    def test_it_refuses_a_handler_whose_module_is_not_in_the_code(self):
+        response = self.configure(handler="missing.handler")
+        self.assertContains(response, "The ZIP has no module &#x27;missing&#x27;", status_code=400)
+        self.assertEqual(Function.objects.get(pk=self.fn.pk).handler, "lambda_function.handler")
+
+    def test_it_refuses_a_handler_that_is_not_module_dot_function(self):
+        response = self.configure(handler="../x.handler")
+        self.assertContains(response, "Use module.function", status_code=400)
+        self.assertEqual(Function.objects.get(pk=self.fn.pk).handler, "lambda_function.handler")
 
     def test_it_accepts_the_bounds(self):
         response = self.configure(memory_size="10240", timeout="900", ephemeral_storage="10240",
