@@ -13,6 +13,7 @@ urlpatterns = [
     path("<str:name>/configuration/", views.function_configure, name="configure"),
     path("<str:name>/environment/", views.function_environment, name="environment"),
     path("<str:name>/code/", views.function_upload_code, name="upload_code"),
+    path("<str:name>/code/edit/", views.function_edit_code, name="edit_code"),
     path("<str:name>/invoke/", invocation_views.invoke, name="invoke"),
     path("<str:name>/events/", views.test_event_save, name="save_event"),
     path("<str:name>/events/<int:pk>/delete/", views.test_event_delete, name="delete_event"),

@@ -3,12 +3,14 @@ from datetime import timedelta
 from django.contrib import messages
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q, Sum
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from functions.forms import CodeForm, ConfigurationForm, FunctionForm, InvokeForm, TestEventForm, VariableFormSet
-from functions import envvars
+from functions import editor, envvars
+from functions.codezip import ZipRejected
 from functions.models import Function, TestEvent
 
 RECENT_INVOCATIONS = 20
@@ -75,6 +77,7 @@ def render_detail(request, function, invoke_form=None, event_form=None, code_for
         "invocations": function.invocations.all()[:RECENT_INVOCATIONS],
         # Keys only: the values show on the editor page, after a deliberate click.
         "environment_keys": _environment_keys(function),
+        "code_editable": editor.editable(function.code),
     }
     return render(request, "functions/detail.html", context, status=status)
 
@@ -100,6 +103,44 @@ def function_configure(request, name):
     form.save()
     messages.success(request, "Saved the configuration.")
     return redirect(f"{function.get_absolute_url()}#configuration")
+
+
+def function_edit_code(request, name):
+    """The inline editor: pick a file of the package, change it, save it as the function's new code."""
+    function = _get_function_for_user(request, name)
+    files = [file for file, _ in function.code.files]
+    if not editor.editable(function.code):
+        messages.error(request, f"The package is larger than {editor.MAX_EDITABLE_BYTES // 2**20} MB: "
+                                "upload a new ZIP instead of editing it here.")
+        return redirect(f"{function.get_absolute_url()}#code")
+    path = request.POST.get("path") or request.GET.get("path") or _handler_file(function, files)
+    if path not in files:
+        raise Http404("No such file in this function's code.")
+    error, status = None, 200
+    if request.method == "POST":
+        # Browsers send the line ends of a textarea as CRLF; source files want LF.
+        text = request.POST.get("text", "").replace("\r\n", "\n")
+        try:
+            with transaction.atomic():
+                artifact = editor.replace_file(function.code, path, text)
+                function.replace_code(artifact)
+        except ZipRejected as e:
+            error, status = str(e), 400
+        else:
+            messages.success(request, f"Saved {path} as new code ({artifact.sha256_base64}).")
+            return redirect(f"{function.get_absolute_url()}#test")
+    else:
+        text = editor.read_text(function.code, path)
+    context = {"function": function, "files": files, "path": path, "text": text, "error": error}
+    return render(request, "functions/code_editor.html", context, status=status)
+
+
+def _handler_file(function, files):
+    module = function.handler.rsplit(".", 1)[0].replace(".", "/")
+    for candidate in (f"{module}.py", f"{module}/__init__.py"):
+        if candidate in files:
+            return candidate
+    return files[0] if files else ""
 
 
 def _environment_keys(function):
