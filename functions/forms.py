@@ -17,6 +17,7 @@ from functions.models import (
     RESERVED_CONCURRENCY_MAX,
     TIMEOUT_MAX,
     TIMEOUT_MIN,
+    Alias,
     CodeArtifact,
     Function,
     TestEvent,
@@ -210,16 +211,100 @@ class CodeForm(forms.Form):
         return artifact
 
 
+def _version_choices(function, latest_label="$LATEST"):
+    return [("", latest_label)] + [(str(v.number), f"{v.number}" + (f" – {v.description}" if v.description else ""))
+                                   for v in function.versions.all()]
+
+
 class InvokeForm(forms.Form):
+    qualifier = forms.ChoiceField(label="Version or alias", required=False, choices=())
     event = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "class": "code"}),
         initial='{\n  "key1": "value1"\n}', strip=False,
     )
 
+    def __init__(self, *args, function, **kwargs):
+        super().__init__(*args, **kwargs)
+        aliases = [(a.name, f"alias {a.name}") for a in function.aliases.all()]
+        self.fields["qualifier"].choices = _version_choices(function) + aliases
+
     def clean_event(self):
         text = self.cleaned_data["event"]
         parse_event(text)
         return text
+
+
+class PublishForm(forms.Form):
+    description = forms.CharField(max_length=256, required=False)
+
+
+ALIAS_NAME = RegexValidator(
+    r"^(?!\d+$)[A-Za-z0-9_-]{1,128}$",
+    "Use 1 to 128 letters, digits, hyphens and underscores, not only digits (those name versions).",
+    code="invalid_alias",
+)
+
+
+class AliasForm(forms.Form):
+    """Create an alias, or move one (its name is then fixed)."""
+
+    name = forms.CharField(max_length=128, validators=[ALIAS_NAME])
+    description = forms.CharField(max_length=256, required=False)
+    version = forms.ChoiceField(choices=())
+    additional_version = forms.ChoiceField(label="Canary version", required=False, choices=())
+    additional_weight = forms.FloatField(label="Canary weight", required=False, min_value=0, max_value=1,
+                                         help_text="The share of invocations (0 to 1) the canary version gets.")
+
+    def __init__(self, *args, function, alias=None, **kwargs):
+        if alias is not None:
+            kwargs.setdefault("initial", {
+                "name": alias.name, "description": alias.description,
+                "version": str(alias.version.number) if alias.version else "",
+                "additional_version": str(alias.additional_version.number) if alias.additional_version else "",
+                "additional_weight": alias.additional_weight or None,
+            })
+        super().__init__(*args, **kwargs)
+        self.function, self.alias = function, alias
+        self.fields["version"].choices = _version_choices(function)
+        self.fields["additional_version"].choices = _version_choices(function, latest_label="none")
+        if alias is not None:
+            self.fields["name"].disabled = True
+
+    def _version(self, number):
+        return self.function.versions.get(number=int(number)) if number else None
+
+    def clean_name(self):
+        name = self.cleaned_data["name"]
+        if self.alias is None and self.function.aliases.filter(name=name).exists():
+            raise forms.ValidationError(f"This function already has an alias named {name!r}.", code="duplicate")
+        return name
+
+    def clean(self):
+        data = super().clean()
+        version, additional = data.get("version"), data.get("additional_version")
+        weight = data.get("additional_weight")
+        if additional:
+            if not version:
+                self.add_error("additional_version", "An alias of $LATEST cannot send a share to another version "
+                                                     "(as in Lambda): point it at a published version first.")
+            elif additional == version:
+                self.add_error("additional_version", "The canary version must differ from the alias's version.")
+            if weight is None:
+                self.add_error("additional_weight", "Give the canary's share, between 0 and 1.")
+        elif weight:
+            self.add_error("additional_version", "A weight needs a canary version.")
+        return data
+
+    def save(self):
+        data = self.cleaned_data
+        version, additional = self._version(data["version"]), self._version(data.get("additional_version"))
+        weight = (data.get("additional_weight") or 0.0) if additional else 0.0
+        if self.alias is None:
+            return Alias.objects.create(function=self.function, name=data["name"], description=data["description"],
+                                        version=version, additional_version=additional, additional_weight=weight)
+        self.alias.description = data["description"]
+        self.alias.point_to(version, additional, weight)
+        return self.alias
 
 
 class TestEventForm(forms.Form):

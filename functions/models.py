@@ -1,5 +1,6 @@
 import base64
 import hashlib
+import random
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -145,6 +146,105 @@ class Function(models.Model):
             "log_group_name": self.log_group_name,
             "environment_token": self.environment_token,
         }
+
+    def publish(self, description=""):
+        """Freeze $LATEST into a new numbered version; return (version, created).
+
+        As in Lambda, publishing code and configuration that the latest version already has returns that
+        version instead of a new one. Call inside a transaction: the function's row is locked so that two
+        publishes cannot take the same number.
+        """
+        locked = Function.objects.select_for_update().get(pk=self.pk)
+        snapshot = locked.config_snapshot()
+        latest = self.versions.order_by("-number").first()
+        if latest is not None and _comparable(latest.config) == _comparable(snapshot):
+            return latest, False
+        number = latest.number + 1 if latest else 1
+        config = {**snapshot, "version": str(number), "arn": f"{self.arn}:{number}"}
+        version = Version.objects.create(function=self, number=number, description=description,
+                                         code_id=snapshot["code_sha256"], config=config)
+        return version, True
+
+    def resolve(self, qualifier=None):
+        """Return the configuration snapshot to run for a qualifier: None or $LATEST, a version number, or an
+        alias (which picks its additional version with its weight). Raise Version.DoesNotExist or
+        Alias.DoesNotExist for an unknown one."""
+        if qualifier in (None, "", LATEST):
+            return self.config_snapshot()
+        if qualifier.isdigit():
+            return self.versions.get(number=int(qualifier)).config
+        alias = self.aliases.select_related("version", "additional_version").get(name=qualifier)
+        return {**alias.pick_config(), "arn": f"{self.arn}:{alias.name}"}
+
+
+LATEST = "$LATEST"
+
+
+def _comparable(config):
+    """A snapshot as publish compares it: what runs, with the environment's values rather than its token
+    (encrypting the same values twice gives two tokens)."""
+    same = {k: v for k, v in config.items() if k not in ("version", "arn", "environment_token")}
+    return {**same, "environment": envvars.decrypt(config.get("environment_token", ""))}
+
+
+class Version(models.Model):
+    """An immutable, numbered copy of a function's code and configuration."""
+
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    description = models.CharField(max_length=256, blank=True)
+    code = models.ForeignKey(CodeArtifact, on_delete=models.PROTECT, related_name="versions")
+    config = models.JSONField(help_text="the snapshot this version runs with (Function.config_snapshot)")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-number"]
+        constraints = [models.UniqueConstraint(fields=["function", "number"], name="version_number_unique")]
+
+    def __str__(self):
+        return str(self.number)
+
+
+class Alias(models.Model):
+    """A name for a version ($LATEST when `version` is empty), optionally sending a share of invocations
+    (`additional_weight`, 0–1) to a second version: a canary."""
+
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="aliases")
+    name = models.CharField(max_length=128)
+    description = models.CharField(max_length=256, blank=True)
+    version = models.ForeignKey(Version, on_delete=models.PROTECT, null=True, blank=True, related_name="+")
+    additional_version = models.ForeignKey(Version, on_delete=models.PROTECT, null=True, blank=True,
+                                           related_name="+")
+    additional_weight = models.FloatField(default=0)
+    # Where it pointed before its last move, for one-click rollback; None meant $LATEST.
+    previous_version = models.ForeignKey(Version, on_delete=models.SET_NULL, null=True, blank=True,
+                                         related_name="+")
+    has_previous = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["function", "name"], name="alias_name_unique")]
+
+    def __str__(self):
+        return self.name
+
+    def point_to(self, version, additional_version=None, additional_weight=0.0):
+        """Move the alias (remembering where it pointed, for rollback) and set its routing."""
+        if version != self.version:
+            self.previous_version, self.has_previous = self.version, True
+        self.version, self.additional_version, self.additional_weight = version, additional_version, additional_weight
+        self.save()
+
+    def roll_back(self):
+        """Point the alias where it pointed before its last move, without a canary (again: forward)."""
+        if self.has_previous:
+            self.point_to(self.previous_version)
+
+    def pick_config(self):
+        if self.additional_version is not None and random.random() < self.additional_weight:
+            return self.additional_version.config
+        return self.version.config if self.version is not None else self.function.config_snapshot()
 
 
 class TestEvent(models.Model):

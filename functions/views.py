@@ -8,7 +8,16 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from functions.forms import CodeForm, ConfigurationForm, FunctionForm, InvokeForm, TestEventForm, VariableFormSet
+from functions.forms import (
+    AliasForm,
+    CodeForm,
+    ConfigurationForm,
+    FunctionForm,
+    InvokeForm,
+    PublishForm,
+    TestEventForm,
+    VariableFormSet,
+)
 from functions import editor, envvars
 from functions.codezip import ZipRejected
 from functions.models import Function, TestEvent
@@ -59,12 +68,12 @@ def function_detail(request, name):
 
 
 def render_detail(request, function, invoke_form=None, event_form=None, code_form=None, config_form=None,
-                  status=200):
+                  alias_form=None, status=200):
     """Render the function page; the forms given carry the errors of a rejected POST."""
     chosen_id = request.GET.get("event", "") if request.method == "GET" else ""
     chosen = function.test_events.filter(pk=chosen_id).first() if chosen_id.isdigit() else None
     if invoke_form is None:
-        invoke_form = InvokeForm(initial={"event": chosen.body} if chosen else None)
+        invoke_form = InvokeForm(function=function, initial={"event": chosen.body} if chosen else None)
     context = {
         "function": function,
         "files": function.code.files,
@@ -78,6 +87,13 @@ def render_detail(request, function, invoke_form=None, event_form=None, code_for
         # Keys only: the values show on the editor page, after a deliberate click.
         "environment_keys": _environment_keys(function),
         "code_editable": editor.editable(function.code),
+        "versions": function.versions.all(),
+        "aliases": [
+            (alias, AliasForm(function=function, alias=alias))
+            for alias in function.aliases.select_related("version", "additional_version", "previous_version")
+        ],
+        "publish_form": PublishForm(),
+        "alias_form": alias_form or AliasForm(function=function),
     }
     return render(request, "functions/detail.html", context, status=status)
 
@@ -103,6 +119,56 @@ def function_configure(request, name):
     form.save()
     messages.success(request, "Saved the configuration.")
     return redirect(f"{function.get_absolute_url()}#configuration")
+
+
+@require_POST
+def function_publish(request, name):
+    function = _get_function_for_user(request, name)
+    form = PublishForm(request.POST)
+    if not form.is_valid():
+        return render_detail(request, function, status=400)
+    with transaction.atomic():
+        version, created = function.publish(form.cleaned_data["description"])
+    if created:
+        messages.success(request, f"Published version {version.number}.")
+    else:
+        messages.info(request, f"Nothing changed since version {version.number}: no new version was published.")
+    return redirect(f"{function.get_absolute_url()}#versions")
+
+
+@require_POST
+def alias_save(request, name):
+    """Create an alias, or move an existing one (the form names it)."""
+    function = _get_function_for_user(request, name)
+    alias = function.aliases.filter(name=request.POST.get("existing", "")).first()
+    form = AliasForm(request.POST, function=function, alias=alias)
+    if not form.is_valid():
+        return render_detail(request, function, alias_form=form, status=400)
+    try:
+        with transaction.atomic():
+            alias = form.save()
+    except IntegrityError:
+        form.add_error("name", f"This function already has an alias named {form.cleaned_data['name']!r}.")
+        return render_detail(request, function, alias_form=form, status=400)
+    messages.success(request, f"Alias {alias.name} now points to {alias.version.number if alias.version else '$LATEST'}.")
+    return redirect(f"{function.get_absolute_url()}#aliases")
+
+
+@require_POST
+def alias_roll_back(request, name, alias_name):
+    function = _get_function_for_user(request, name)
+    alias = get_object_or_404(function.aliases, name=alias_name)
+    alias.roll_back()
+    messages.success(request, f"Alias {alias.name} rolled back to {alias.version.number if alias.version else '$LATEST'}.")
+    return redirect(f"{function.get_absolute_url()}#aliases")
+
+
+@require_POST
+def alias_delete(request, name, alias_name):
+    function = _get_function_for_user(request, name)
+    get_object_or_404(function.aliases, name=alias_name).delete()
+    messages.success(request, f"Deleted alias {alias_name}.")
+    return redirect(f"{function.get_absolute_url()}#aliases")
 
 
 def function_edit_code(request, name):
@@ -174,7 +240,7 @@ def test_event_save(request, name):
     function = _get_function_for_user(request, name)
     form = TestEventForm(request.POST, function=function)
     if not form.is_valid():
-        invoke_form = InvokeForm(initial={"event": request.POST.get("event", "")})
+        invoke_form = InvokeForm(function=function, initial={"event": request.POST.get("event", "")})
         return render_detail(request, function, invoke_form=invoke_form, event_form=form, status=400)
     event = form.save()
     messages.success(request, f"Saved test event {event.name}.")

@@ -26,9 +26,12 @@ def job_timeout(config):
     return longest_run_seconds(config) + WAIT_MARGIN_SECONDS + 60
 
 
-def invoke(function, event, kind=Invocation.Kind.SYNC, source="console"):
-    """Record an invocation of `function` with the JSON text `event` and queue it; return the row."""
-    config = function.config_snapshot()
+def invoke(function, event, kind=Invocation.Kind.SYNC, source="console", qualifier=None):
+    """Record an invocation of `function` with the JSON text `event` and queue it; return the row.
+
+    `qualifier` is $LATEST (None), a version number or an alias (see Function.resolve).
+    """
+    config = function.resolve(qualifier)
     with transaction.atomic():
         invocation = Invocation.objects.create(
             function=function, version=config["version"], kind=kind, source=source, config=config,
@@ -63,9 +66,9 @@ OUTCOME_FIELDS = [
 ]
 
 
-def invoke_and_wait(function, event, source="console"):
+def invoke_and_wait(function, event, source="console", qualifier=None):
     """Invoke synchronously: return the invocation once it has finished (or the wait ran out)."""
-    invocation = invoke(function, event, kind=Invocation.Kind.SYNC, source=source)
+    invocation = invoke(function, event, kind=Invocation.Kind.SYNC, source=source, qualifier=qualifier)
     if not invocation.is_finished:
         try:
             wait_finished(invocation.pk, longest_run_seconds(invocation.config) + WAIT_MARGIN_SECONDS)

@@ -14,10 +14,10 @@ def _get_invocation_for_user(request, pk):
 @require_POST
 def invoke(request, name):
     function = _get_function_for_user(request, name)
-    form = InvokeForm(request.POST)
+    form = InvokeForm(request.POST, function=function)
     if not form.is_valid():
         return render_detail(request, function, invoke_form=form, status=400)
-    invocation = invoke_and_wait(function, form.cleaned_data["event"])
+    invocation = invoke_and_wait(function, form.cleaned_data["event"], qualifier=form.cleaned_data["qualifier"] or None)
     if invocation.status == Invocation.Status.THROTTLED:
         # Lambda's answer to a throttled synchronous call: 429 TooManyRequestsException.
         return render(request, "invocations/detail.html", {"invocation": invocation, "function": function},
