@@ -15,6 +15,7 @@ urlpatterns = [
     path("<str:name>/code/", views.function_upload_code, name="upload_code"),
     path("<str:name>/code/edit/", views.function_edit_code, name="edit_code"),
     path("<str:name>/versions/", views.function_publish, name="publish"),
+    path("<str:name>/versions/diff/", views.version_diff, name="version_diff"),
     path("<str:name>/aliases/", views.alias_save, name="save_alias"),
     path("<str:name>/aliases/<str:alias_name>/rollback/", views.alias_roll_back, name="roll_back_alias"),
     path("<str:name>/aliases/<str:alias_name>/delete/", views.alias_delete, name="delete_alias"),

@@ -18,9 +18,9 @@ from functions.forms import (
     TestEventForm,
     VariableFormSet,
 )
-from functions import editor, envvars
+from functions import diff, editor, envvars
 from functions.codezip import ZipRejected
-from functions.models import Function, TestEvent
+from functions.models import LATEST, Function, TestEvent
 
 RECENT_INVOCATIONS = 20
 
@@ -134,6 +134,29 @@ def function_publish(request, name):
     else:
         messages.info(request, f"Nothing changed since version {version.number}: no new version was published.")
     return redirect(f"{function.get_absolute_url()}#versions")
+
+
+def version_diff(request, name):
+    """Compare two versions ($LATEST included): files with a text diff, configuration, environment keys."""
+    function = _get_function_for_user(request, name)
+    choices = [LATEST] + [str(v.number) for v in function.versions.all()]
+    default_old = choices[1] if len(choices) > 1 else LATEST
+    old_label, new_label = request.GET.get("old", default_old), request.GET.get("new", LATEST)
+    if old_label not in choices or new_label not in choices:
+        raise Http404("No such version of this function.")
+    context = {"function": function, "choices": choices, "old": old_label, "new": new_label}
+    try:
+        context["diff"] = diff.diff_versions(_version_triple(function, old_label), _version_triple(function, new_label))
+    except envvars.InvalidToken:
+        context["error"] = "The environment variables cannot be decrypted with the keys in ENVIRONMENT_KEYS."
+    return render(request, "functions/version_diff.html", context)
+
+
+def _version_triple(function, label):
+    if label == LATEST:
+        return label, function.code, function.config_snapshot()
+    version = function.versions.select_related("code").get(number=int(label))
+    return label, version.code, version.config
 
 
 @require_POST

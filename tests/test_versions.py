@@ -7,7 +7,7 @@ from django.urls import reverse
 
 from functions.models import Alias, Function
 from invocations.models import Invocation
-from tests.base import BaseTestCase, WorkerTestCase, handler_zip
+from tests.base import BaseTestCase, WorkerTestCase, handler_zip, make_zip
 
 ONE = "def handler(event, context):\n    return {'code': 'one', 'arn': context.invoked_function_arn}\n"
 TWO = "def handler(event, context):\n    return {'code': 'two', 'arn': context.invoked_function_arn}\n"
@@ -132,3 +132,38 @@ class QualifiedInvokeTests(WorkerTestCase):
         self.assertEqual(results["1"], ("1", {"code": "one", "arn": f"{fn.arn}:1"}))
         self.assertEqual(results["live"], ("1", {"code": "one", "arn": f"{fn.arn}:live"}))
         self.assertEqual(Function.objects.get(pk=fn.pk).versions.count(), 1)
+
+
+class DiffTests(BaseTestCase):
+    def test_it_shows_file_configuration_and_environment_changes_but_no_values(self):
+        fn = self.create_function(make_zip({"lambda_function.py": ONE, "old.txt": "bye\n", "same.txt": "same\n"}))
+        fn.set_environment({"KEPT": "a", "GONE": "b"})
+        fn.publish()
+        new_code = self.create_function(make_zip({"lambda_function.py": TWO, "new.txt": "hi\n", "same.txt": "same\n"}),
+                                        name="other").code
+        fn.replace_code(new_code)
+        fn.memory_size = 256
+        fn.save()
+        fn.set_environment({"KEPT": "secret-new-value", "ADDED": "c"})
+        self.client.force_login(self.alice)
+        page = self.client.get(reverse("functions:version_diff", args=[fn.name]), {"old": "1", "new": "$LATEST"})
+        self.assertContains(page, "+ new.txt")
+        self.assertContains(page, "− old.txt")
+        self.assertContains(page, "~ lambda_function.py")
+        self.assertNotContains(page, "same.txt")
+        self.assertContains(page, "-    return {&#x27;code&#x27;: &#x27;one&#x27;")
+        self.assertContains(page, "+    return {&#x27;code&#x27;: &#x27;two&#x27;")
+        self.assertContains(page, '<tr><td>memory_size</td><td class="mono">128</td><td class="mono">256</td></tr>', html=True)
+        for key, change in (("ADDED", "added"), ("GONE", "removed"), ("KEPT", "changed")):
+            self.assertContains(page, f'<li><span class="mono">{key}</span> {change}</li>', html=True)
+        self.assertNotContains(page, "secret-new-value")
+
+    def test_the_same_version_twice_has_no_differences_and_strangers_get_404(self):
+        fn = self.create_function(handler_zip(ONE))
+        fn.publish()
+        self.client.force_login(self.alice)
+        url = reverse("functions:version_diff", args=[fn.name])
+        self.assertContains(self.client.get(url, {"old": "1", "new": "$LATEST"}), "No differences")
+        self.assertEqual(self.client.get(url, {"old": "7"}).status_code, 404)
+        self.client.force_login(self.bob)
+        self.assertEqual(self.client.get(url).status_code, 404)
