@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from console import views
+from functions.urls import layer_urlpatterns
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -10,6 +11,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("functions/", include("functions.urls")),
+    path("layers/", include((layer_urlpatterns, "layers"))),
     path("invocations/", include("invocations.urls")),
     # Operator screens: Django's admin and the django-rq dashboard (staff only).
     path("admin/django-rq/", include("django_rq.urls")),

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 
 from functions import envvars
-from functions.codezip import ZipRejected, ZipSummary
+from functions.codezip import MAX_UNZIPPED_BYTES, ZipRejected, ZipSummary
 from functions.models import (
     EPHEMERAL_MAX,
     EPHEMERAL_MIN,
@@ -20,6 +20,8 @@ from functions.models import (
     Alias,
     CodeArtifact,
     Function,
+    Layer,
+    LayerVersion,
     TestEvent,
 )
 
@@ -203,6 +205,9 @@ class CodeForm(forms.Form):
         upload = self.cleaned_data["code"]
         self.code_summary = _inspect_code(upload)
         _check_handler_module(self, self.function.handler, self.code_summary)
+        error = _too_large_with_layers(self.code_summary.unzipped_size, layers_unzipped_size(self.function.layers))
+        if error:
+            raise error
         return upload
 
     def save(self):
@@ -232,6 +237,92 @@ class InvokeForm(forms.Form):
         text = self.cleaned_data["event"]
         parse_event(text)
         return text
+
+
+def _too_large_with_layers(code_bytes, layer_bytes):
+    total = code_bytes + layer_bytes
+    if total > MAX_UNZIPPED_BYTES:
+        return forms.ValidationError(
+            f"The function and its layers unzip to {total} bytes; Lambda allows {MAX_UNZIPPED_BYTES} together.",
+            code="too_large",
+        )
+    return None
+
+
+def layers_unzipped_size(layers):
+    shas = [layer["code_sha256"] for layer in layers]
+    sizes = dict(CodeArtifact.objects.filter(sha256__in=shas).values_list("sha256", "unzipped_size"))
+    return sum(sizes.get(sha, 0) for sha in shas)
+
+
+class LayerForm(forms.Form):
+    """Upload a ZIP as a new version of a layer (the layer is created with its first version)."""
+
+    name = forms.CharField(max_length=64, validators=[validate_name])
+    description = forms.CharField(max_length=256, required=False)
+    compatible_runtimes = forms.MultipleChoiceField(choices=(), required=False, widget=forms.CheckboxSelectMultiple)
+    code = CodeField(help_text="A .zip of at most 50 MB; put Python packages under python/ to import them.")
+
+    def __init__(self, *args, owner, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner = owner
+        runtime = host_runtime()
+        self.fields["compatible_runtimes"].choices = [(runtime, runtime)]
+        self.code_summary = None
+
+    def clean_code(self):
+        upload = self.cleaned_data["code"]
+        self.code_summary = _inspect_code(upload)
+        return upload
+
+    def save(self):
+        """Store the code and the new layer version; call inside a transaction."""
+        data = self.cleaned_data
+        artifact = CodeArtifact.store(data["code"], self.code_summary)
+        layer, _ = Layer.objects.get_or_create(owner=self.owner, name=data["name"])
+        layer = Layer.objects.select_for_update().get(pk=layer.pk)
+        latest = layer.versions.order_by("-number").first()
+        return LayerVersion.objects.create(
+            layer=layer, number=latest.number + 1 if latest else 1, description=data["description"],
+            compatible_runtimes=data["compatible_runtimes"], code=artifact,
+        )
+
+
+class FunctionLayersForm(forms.Form):
+    """The layer versions of a function, in order: the POST's `layer` values (empty ones skipped)."""
+
+    MAX_LAYERS = 5
+
+    def __init__(self, data=None, *, function):
+        super().__init__(data)
+        self.function = function
+        self.chosen = []
+
+    def clean(self):
+        ids = [value for value in (self.data.getlist("layer") if self.data else []) if value]
+        if len(ids) > self.MAX_LAYERS:
+            raise forms.ValidationError(f"A function can use at most {self.MAX_LAYERS} layers.", code="too_many")
+        if not all(value.isdigit() for value in ids):
+            raise forms.ValidationError("Choose layer versions from the list.", code="invalid")
+        found = {lv.pk: lv for lv in LayerVersion.objects.select_related("layer__owner", "code").filter(
+            pk__in=[int(value) for value in ids], layer__owner=self.function.owner)}
+        chosen = []
+        for value in ids:
+            lv = found.get(int(value))
+            if lv is None:  # another owner's, or gone: the same answer either way
+                raise forms.ValidationError("That layer version does not exist.", code="unknown")
+            if any(other.layer_id == lv.layer_id for other in chosen):
+                raise forms.ValidationError(f"The layer {lv.layer.name} is attached twice.", code="duplicate")
+            chosen.append(lv)
+        error = _too_large_with_layers(self.function.code.unzipped_size, sum(lv.code.unzipped_size for lv in chosen))
+        if error:
+            raise error
+        self.chosen = chosen
+        return {}
+
+    def save(self):
+        self.function.set_layers(self.chosen)
+        return self.chosen
 
 
 class PublishForm(forms.Form):

@@ -91,6 +91,9 @@ class Function(models.Model):
     reserved_concurrency = models.PositiveIntegerField(null=True, blank=True)
     # The environment variables, encrypted (functions.envvars); never the values in clear.
     environment_token = models.TextField(blank=True, default="")
+    # The attached layer versions as invocations need them, [{"arn", "code_sha256"}] in order; a copy of
+    # FunctionLayer's rows (which the layer pages query), kept so that invoking costs no extra query.
+    layers = models.JSONField(default=list, blank=True)
     code = models.ForeignKey(CodeArtifact, on_delete=models.PROTECT, related_name="functions")
     created_at = models.DateTimeField(auto_now_add=True)
     last_modified = models.DateTimeField(auto_now=True)
@@ -145,7 +148,17 @@ class Function(models.Model):
             "arn": self.arn,
             "log_group_name": self.log_group_name,
             "environment_token": self.environment_token,
+            "layers": self.layers,
         }
+
+    def set_layers(self, layer_versions):
+        """Attach these layer versions, in this order (later ones win where their files overlap)."""
+        FunctionLayer.objects.filter(function=self).delete()
+        FunctionLayer.objects.bulk_create(
+            FunctionLayer(function=self, layer_version=lv, position=i) for i, lv in enumerate(layer_versions)
+        )
+        self.layers = [{"arn": lv.arn, "code_sha256": lv.code_id} for lv in layer_versions]
+        self.save(update_fields=["layers", "last_modified"])
 
     def publish(self, description=""):
         """Freeze $LATEST into a new numbered version; return (version, created).
@@ -185,6 +198,59 @@ def _comparable(config):
     (encrypting the same values twice gives two tokens)."""
     same = {k: v for k, v in config.items() if k not in ("version", "arn", "environment_token")}
     return {**same, "environment": envvars.decrypt(config.get("environment_token", ""))}
+
+
+class Layer(models.Model):
+    """A named library bundle of one owner; its versions are immutable."""
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="layers")
+    name = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="layer_name_unique_per_owner")]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("layers:layer", args=[self.name])
+
+    @property
+    def arn(self):
+        return f"arn:aws:lambda:{settings.LAMBDA_REGION}:{account_id(self.owner)}:layer:{self.name}"
+
+
+class LayerVersion(models.Model):
+    layer = models.ForeignKey(Layer, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    description = models.CharField(max_length=256, blank=True)
+    compatible_runtimes = models.JSONField(default=list)
+    code = models.ForeignKey(CodeArtifact, on_delete=models.PROTECT, related_name="layer_versions")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["layer__name", "-number"]
+        constraints = [models.UniqueConstraint(fields=["layer", "number"], name="layer_version_number_unique")]
+
+    def __str__(self):
+        return f"{self.layer.name}:{self.number}"
+
+    @property
+    def arn(self):
+        return f"{self.layer.arn}:{self.number}"
+
+
+class FunctionLayer(models.Model):
+    """A layer version attached to a function's $LATEST, at a position (0 first)."""
+
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="function_layers")
+    layer_version = models.ForeignKey(LayerVersion, on_delete=models.PROTECT)
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["position"]
 
 
 class Version(models.Model):

@@ -14,6 +14,7 @@ urlpatterns = [
     path("<str:name>/environment/", views.function_environment, name="environment"),
     path("<str:name>/code/", views.function_upload_code, name="upload_code"),
     path("<str:name>/code/edit/", views.function_edit_code, name="edit_code"),
+    path("<str:name>/layers/", views.function_layers, name="layers"),
     path("<str:name>/versions/", views.function_publish, name="publish"),
     path("<str:name>/versions/diff/", views.version_diff, name="version_diff"),
     path("<str:name>/aliases/", views.alias_save, name="save_alias"),
@@ -22,4 +23,10 @@ urlpatterns = [
     path("<str:name>/invoke/", invocation_views.invoke, name="invoke"),
     path("<str:name>/events/", views.test_event_save, name="save_event"),
     path("<str:name>/events/<int:pk>/delete/", views.test_event_delete, name="delete_event"),
+]
+
+# Mounted at /layers/ (console/urls.py): under /functions/ they would clash with a function named "layers".
+layer_urlpatterns = [
+    path("", views.layer_list, name="layer_list"),
+    path("<str:name>/", views.layer_detail, name="layer"),
 ]

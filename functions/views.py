@@ -13,6 +13,8 @@ from functions.forms import (
     CodeForm,
     ConfigurationForm,
     FunctionForm,
+    FunctionLayersForm,
+    LayerForm,
     InvokeForm,
     PublishForm,
     TestEventForm,
@@ -20,7 +22,7 @@ from functions.forms import (
 )
 from functions import diff, editor, envvars
 from functions.codezip import ZipRejected
-from functions.models import LATEST, Function, TestEvent
+from functions.models import LATEST, Function, Layer, LayerVersion, TestEvent
 
 RECENT_INVOCATIONS = 20
 
@@ -93,6 +95,7 @@ def render_detail(request, function, invoke_form=None, event_form=None, code_for
             for alias in function.aliases.select_related("version", "additional_version", "previous_version")
         ],
         "publish_form": PublishForm(),
+        "layer_slots": _layer_slots(function),
         "alias_form": alias_form or AliasForm(function=function),
     }
     return render(request, "functions/detail.html", context, status=status)
@@ -134,6 +137,44 @@ def function_publish(request, name):
     else:
         messages.info(request, f"Nothing changed since version {version.number}: no new version was published.")
     return redirect(f"{function.get_absolute_url()}#versions")
+
+
+@require_POST
+def function_layers(request, name):
+    function = _get_function_for_user(request, name)
+    form = FunctionLayersForm(request.POST, function=function)
+    if not form.is_valid():
+        messages.error(request, " ".join(form.non_field_errors()))
+        return render_detail(request, function, status=400)
+    with transaction.atomic():
+        chosen = form.save()
+    messages.success(request, f"The function now uses {len(chosen)} layer{'s' if len(chosen) != 1 else ''}.")
+    return redirect(f"{function.get_absolute_url()}#layers")
+
+
+def layer_list(request):
+    """The user's layers, and the upload of a new layer version."""
+    if request.method == "POST":
+        form = LayerForm(request.POST, request.FILES, owner=request.user)
+        if form.is_valid():
+            with transaction.atomic():
+                version = form.save()
+            messages.success(request, f"Created layer version {version.arn}.")
+            return redirect(version.layer)
+        status = 400
+    else:
+        form, status = LayerForm(owner=request.user), 200
+    layers = Layer.objects.filter(owner=request.user).prefetch_related("versions")
+    return render(request, "functions/layers.html", {"layers": layers, "form": form}, status=status)
+
+
+def layer_detail(request, name):
+    layer = get_object_or_404(Layer, owner=request.user, name=name)
+    versions = [
+        (version, [fl.function for fl in version.functionlayer_set.select_related("function")])
+        for version in layer.versions.select_related("code")
+    ]
+    return render(request, "functions/layer.html", {"layer": layer, "versions": versions})
 
 
 def version_diff(request, name):
@@ -230,6 +271,14 @@ def _handler_file(function, files):
         if candidate in files:
             return candidate
     return files[0] if files else ""
+
+
+def _layer_slots(function):
+    """The function's five layer slots: (position, chosen layer version id, the owner's layer versions)."""
+    available = list(LayerVersion.objects.filter(layer__owner=function.owner).select_related("layer"))
+    chosen = [fl.layer_version_id for fl in function.function_layers.all()]
+    chosen += [None] * (FunctionLayersForm.MAX_LAYERS - len(chosen))
+    return [(i, pk, available) for i, pk in enumerate(chosen)]
 
 
 def _environment_keys(function):

@@ -253,7 +253,10 @@ def main():
     os.environ.clear()
     os.environ.update(json.loads(environment))
     task_root = os.environ.get("LAMBDA_TASK_ROOT", "/var/task")
-    sys.path.insert(0, task_root)
+    # Lambda's order: the function's code, then its layers' python/lib/pythonX.Y/site-packages and python.
+    opt = header.get("opt_root") or "/opt"
+    site = f"{opt}/python/lib/python{sys.version_info[0]}.{sys.version_info[1]}/site-packages"
+    sys.path[0:0] = [task_root, site, f"{opt}/python"]
     os.chdir(task_root)
     handler, error = load_handler(os.environ["_HANDLER"])
     flush_logs()

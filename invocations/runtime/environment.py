@@ -76,11 +76,12 @@ def _timestamp():
 
 
 class Environment:
-    def __init__(self, key, snapshot, code_dir, runtime_dir):
+    def __init__(self, key, snapshot, code_dir, runtime_dir, opt_dir=None):
         self.key = key
         self.snapshot = snapshot
         self.code_dir = code_dir
         self.runtime_dir = runtime_dir
+        self.opt_dir = opt_dir  # the function's layers, merged; shown at /opt
         self.process = None
         self.slot = None
         self.cgroup = None
@@ -150,7 +151,7 @@ class Environment:
             if self.scratch is not None and self.slot.uid is not None:
                 self.scratch.give_to(self.slot.uid)
             launch = sandbox.build_launch(
-                self.snapshot, self.code_dir, self.runtime_dir, self.slot, self.cgroup, self.scratch
+                self.snapshot, self.code_dir, self.runtime_dir, self.slot, self.cgroup, self.scratch, self.opt_dir
             )
         except BaseException:
             self.kill()
@@ -181,7 +182,8 @@ class Environment:
         self._log_open = True
 
         init_seconds = max(INIT_MIN_SECONDS, self.snapshot["timeout"])
-        configure = ({"type": "configure"}, json.dumps(self.environ(launch, variables)).encode())
+        configure = ({"type": "configure", "opt_root": launch.opt_root},
+                     json.dumps(self.environ(launch, variables)).encode())
         try:
             header, body = self._exchange(configure, time.monotonic() + init_seconds)
         except TimeoutError:

@@ -4,6 +4,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -48,7 +49,36 @@ def ensure_code(sha256):
 
 
 # What snapshots taken before a setting existed lack (invocations queued across an upgrade).
-SNAPSHOT_DEFAULTS = {"ephemeral_storage": EPHEMERAL_MIN, "outbound_network": False, "environment_token": ""}
+SNAPSHOT_DEFAULTS = {"ephemeral_storage": EPHEMERAL_MIN, "outbound_network": False, "environment_token": "",
+                     "layers": []}
+
+
+def ensure_layers(layers):
+    """Return a directory holding the layers merged in order (what /opt shows), or None without layers.
+
+    Merged once per host for each list of layer versions, into a content-addressed directory of the code
+    cache; a later layer's file wins over an earlier one's, as in Lambda.
+    """
+    if not layers:
+        return None
+    shas = [layer["code_sha256"] for layer in layers]
+    dest = Path(settings.CODE_CACHE_DIR) / f"layers-{hashlib.sha256(' '.join(shas).encode()).hexdigest()[:32]}"
+    if dest.is_dir():
+        return dest
+    tmp = Path(tempfile.mkdtemp(dir=settings.CODE_CACHE_DIR, prefix=".layers-"))
+    try:
+        for sha in shas:
+            shutil.copytree(ensure_code(sha), tmp, dirs_exist_ok=True)
+        os.chmod(tmp, 0o755)
+        try:
+            tmp.rename(dest)
+        except OSError:
+            if not dest.is_dir():
+                raise  # else another worker merged the same layers first
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return dest
 
 
 class Pool:
@@ -90,7 +120,8 @@ class Pool:
             if env is not None:
                 outcome = env.invoke(request_id, event, cold_start=False, client_context=client_context)
             else:
-                env = Environment(key, snapshot, ensure_code(snapshot["code_sha256"]), self.runtime_dir)
+                env = Environment(key, snapshot, ensure_code(snapshot["code_sha256"]), self.runtime_dir,
+                                  opt_dir=ensure_layers(snapshot["layers"]))
                 ok, init_ms, payload, error_type, timed_out = env.start(scratch=self._take_spare(snapshot))
                 if not ok:
                     return env.init_failure(request_id, init_ms, payload, error_type, timed_out)

@@ -428,9 +428,11 @@ class Launch:
     waits_for_cgroup: bool = False
     # File descriptors handed to the launcher, for the caller to close once it has started.
     fds: list = field(default_factory=list)
+    # Where the layers appear to the runtime.
+    opt_root: str = "/opt"
 
 
-def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch):
+def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch, opt_dir=None):
     """Return the command line and Popen options for one execution environment."""
     memory_bytes = snapshot["memory_size"] * MB
     tmp_bytes = snapshot["ephemeral_storage"] * MB
@@ -463,17 +465,20 @@ def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch):
             "--proc", "/proc", "--dev", "/dev",
             *tmp, *etc,
             "--ro-bind", str(code_dir), TASK_ROOT,
+            *(["--ro-bind", str(opt_dir), "/opt"] if opt_dir else []),
             "--ro-bind", str(runtime_dir), RUNTIME_DIR,
             "--hostname", "localhost",
             "--clearenv", *[arg for name, value in runtime_env.items() for arg in ("--setenv", name, value)],
             "--chdir", TASK_ROOT,
             *inner,
         ]
-        launch = Launch(argv, {**_drop_privileges(slot.uid), "pass_fds": fds}, TASK_ROOT, RUNTIME_DIR, fds=fds)
+        launch = Launch(argv, {**_drop_privileges(slot.uid), "pass_fds": fds}, TASK_ROOT, RUNTIME_DIR, fds=fds,
+                        opt_root="/opt")
     else:
         # Degraded: no namespaces. The code is read in place, and /var/task is only a name.
         argv = [python, "-I", "-B", str(Path(runtime_dir) / "bootstrap.py"), json.dumps(limits)]
-        launch = Launch(argv, _drop_privileges(slot.uid), str(code_dir), str(runtime_dir))
+        launch = Launch(argv, _drop_privileges(slot.uid), str(code_dir), str(runtime_dir),
+                        opt_root=str(opt_dir) if opt_dir else "/opt")
         launch.env.update(runtime_env)
     if cgroup is not None:
         # sh is the cheapest process that can wait for the worker to move it into the cgroup.
