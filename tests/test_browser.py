@@ -16,7 +16,7 @@ from django.conf import settings
 from django.contrib.auth.models import User
 
 from functions.models import Function
-from tests.base import handler_zip
+from tests.base import handler_zip, make_zip
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -164,3 +164,67 @@ def test_an_invalid_zip_is_refused_with_a_form_error(page):
     assert page.url.endswith("/functions/new/")
     expect(page.locator("#id_name")).to_have_value("broken")  # the form keeps what was typed
     assert not Function.objects.filter(name="broken").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_layer_environment_versions_and_a_canary_alias(page):
+    from playwright.sync_api import expect
+
+    sign_in(page)
+
+    # A layer whose module the handler imports.
+    page.click("header nav a:text-is('Layers')")
+    page.wait_for_url(re.compile(r"/layers/$"))
+    page.fill("#create-layer #id_name", "greetings")
+    page.check("#id_compatible_runtimes_0")
+    layer_zip = make_zip({"python/greetings.py": "def hello(name):\n    return 'hi ' + name\n"})
+    page.set_input_files("#id_code", {"name": "layer.zip", "mimeType": "application/zip", "buffer": layer_zip})
+    submit(page, "#upload-layer", r"/layers/greetings/$")
+    expect(page.locator("#layer-versions")).to_contain_text(":layer:greetings:1")
+
+    page.goto("/functions/")
+    open_create_form(page)
+    page.fill("#id_name", "canary-fn")
+    code = handler_zip("""
+        import os, greetings
+        def handler(event, context):
+            return {"greeting": greetings.hello(os.environ["NAME"]), "version": context.function_version}
+    """)
+    page.set_input_files("#id_code", {"name": "fn.zip", "mimeType": "application/zip", "buffer": code})
+    submit(page, "#create", r"/functions/canary-fn/$")
+
+    page.select_option("#function-layers select[aria-label='Layer 1']", label="greetings:1")
+    submit(page, "#save-layers", r"/functions/canary-fn/#layers$")
+
+    # An environment variable: set in its editor, masked on the function page.
+    def set_name(value):
+        page.click("#edit-environment")
+        page.wait_for_url(re.compile(r"/functions/canary-fn/environment/$"))
+        page.fill("#id_form-0-key", "NAME")
+        page.fill("#id_form-0-value", value)
+        submit(page, "#save-environment", r"/functions/canary-fn/#environment$")
+
+    set_name("first")
+    expect(page.locator("#environment-table")).to_contain_text("NAME")
+    expect(page.locator("#environment-table")).to_contain_text("••••••")
+    assert "first" not in page.locator("#environment").inner_text()
+
+    # Two versions, then an alias on the first with a 10% canary on the second.
+    submit(page, "#publish-version", r"/functions/canary-fn/#versions$")
+    set_name("second")
+    submit(page, "#publish-version", r"/functions/canary-fn/#versions$")
+    expect(page.locator("#version-list tbody tr")).to_have_count(2)
+    page.fill("#create-alias #id_name", "live")
+    page.select_option("#create-alias #id_version", "1")
+    page.select_option("#create-alias #id_additional_version", "2")
+    page.fill("#create-alias #id_additional_weight", "0.1")
+    submit(page, "#save-alias", r"/functions/canary-fn/#aliases$")
+    expect(page.locator("#alias-live")).to_contain_text("version 1, 0.10 of invocations to version 2")
+
+    # Invoke through the alias.
+    page.select_option("#id_qualifier", "live")
+    page.fill("#id_event", "{}")
+    submit(page, "#invoke", r"/invocations/[0-9a-f-]{36}/$")
+    expect(page.locator("#status")).to_have_text("Succeeded")
+    result = json.loads(page.locator("#result").inner_text())
+    assert result in ({"greeting": "hi first", "version": "1"}, {"greeting": "hi second", "version": "2"}), result
