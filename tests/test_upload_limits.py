@@ -164,7 +164,7 @@ class RawSession:
                 body += chunk
             if watch_close and not closed:
                 # Does the server keep the connection for another request, or end it? Wait a little to see.
-                sock.settimeout(5)
+                sock.settimeout(15)  # a loaded machine (the full suite) can take seconds to get there
                 closed = sock.recv(1) == b""
         except ConnectionResetError:
             closed = True
