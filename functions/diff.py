@@ -13,9 +13,19 @@ MAX_DIFF_BYTES = 256 * 1024
 NOT_COMPARED = {"version", "arn", "code_sha256", "environment_token", "function_id"}
 
 
-def _read_all(artifact):
+def _entries(artifact):
+    """Return {name: (CRC, size)} of the artifact's files: enough to tell which changed, without reading them."""
     with default_storage.open(artifact.storage_name) as f, zipfile.ZipFile(f) as zf:
-        return {info.filename: zf.read(info) for info in zf.infolist() if not info.is_dir()}
+        return {i.filename: (i.CRC, i.file_size) for i in zf.infolist() if not i.is_dir()}
+
+
+def _read_small(artifact, name):
+    """Return the file's text if it is small UTF-8 text, else None (without reading a large one)."""
+    with default_storage.open(artifact.storage_name) as f, zipfile.ZipFile(f) as zf:
+        info = zf.getinfo(name)
+        if info.file_size > MAX_DIFF_BYTES:
+            return None
+        return _text(zf.read(info))
 
 
 def _text(data):
@@ -35,13 +45,13 @@ def diff_versions(old, new):
     (old_label, old_code, old_config), (new_label, new_code, new_config) = old, new
     result = {"added": [], "removed": [], "changed": [], "config": [], "environment": []}
     if old_code.pk != new_code.pk:
-        before, after = _read_all(old_code), _read_all(new_code)
+        before, after = _entries(old_code), _entries(new_code)
         result["added"] = sorted(set(after) - set(before))
         result["removed"] = sorted(set(before) - set(after))
         for name in sorted(set(before) & set(after)):
             if before[name] == after[name]:
                 continue
-            a, b = _text(before[name]), _text(after[name])
+            a, b = _read_small(old_code, name), _read_small(new_code, name)
             lines = None
             if a is not None and b is not None:
                 lines = "".join(difflib.unified_diff(

@@ -7,7 +7,7 @@ import zipfile
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from functions.codezip import ZipRejected, inspect_zip
+from functions.codezip import MAX_UNZIPPED_BYTES, ZipRejected, inspect_zip
 from functions.models import CodeArtifact
 
 MAX_EDITABLE_BYTES = 3 * 1024 * 1024
@@ -27,7 +27,7 @@ def read_text(artifact, path):
         return None
 
 
-def replace_file(artifact, path, text):
+def replace_file(artifact, path, text, layer_bytes=0):
     """Return a new stored artifact: the old one's entries, in order and with their modes, `path` rewritten.
 
     The new ZIP goes through the same validation as an upload; ZipRejected names what is wrong.
@@ -45,4 +45,7 @@ def replace_file(artifact, path, text):
         raise ZipRejected(f"The edited package is larger than {MAX_EDITABLE_BYTES} bytes, the inline editor's limit.")
     out.seek(0)
     summary = inspect_zip(out)
+    if summary.unzipped_size + layer_bytes > MAX_UNZIPPED_BYTES:
+        raise ZipRejected(f"The function and its layers would unzip to {summary.unzipped_size + layer_bytes} bytes; "
+                          f"Lambda allows {MAX_UNZIPPED_BYTES} together.")
     return CodeArtifact.store(ContentFile(out.getvalue(), name="code.zip"), summary)

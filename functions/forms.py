@@ -341,7 +341,7 @@ class AliasForm(forms.Form):
 
     name = forms.CharField(max_length=128, validators=[ALIAS_NAME])
     description = forms.CharField(max_length=256, required=False)
-    version = forms.ChoiceField(choices=())
+    version = forms.ChoiceField(choices=(), required=False)  # "" is $LATEST
     additional_version = forms.ChoiceField(label="Canary version", required=False, choices=())
     additional_weight = forms.FloatField(label="Canary weight", required=False, min_value=0, max_value=1,
                                          help_text="The share of invocations (0 to 1) the canary version gets.")

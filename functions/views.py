@@ -9,6 +9,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from functions.forms import (
+    layers_unzipped_size,
     AliasForm,
     CodeForm,
     ConfigurationForm,
@@ -130,8 +131,16 @@ def function_publish(request, name):
     form = PublishForm(request.POST)
     if not form.is_valid():
         return render_detail(request, function, status=400)
-    with transaction.atomic():
-        version, created = function.publish(form.cleaned_data["description"])
+    try:
+        with transaction.atomic():
+            version, created = function.publish(form.cleaned_data["description"])
+    except IntegrityError:
+        # Another publish took the same number first (SQLite cannot lock the row): say so, lose nothing.
+        messages.error(request, "Another version was published at the same moment: try again.")
+        return redirect(f"{function.get_absolute_url()}#versions")
+    except envvars.InvalidToken:
+        messages.error(request, "The environment variables cannot be decrypted with the keys in ENVIRONMENT_KEYS.")
+        return redirect(f"{function.get_absolute_url()}#versions")
     if created:
         messages.success(request, f"Published version {version.number}.")
     else:
@@ -252,7 +261,8 @@ def function_edit_code(request, name):
         text = request.POST.get("text", "").replace("\r\n", "\n")
         try:
             with transaction.atomic():
-                artifact = editor.replace_file(function.code, path, text)
+                artifact = editor.replace_file(function.code, path, text,
+                                               layer_bytes=layers_unzipped_size(function.layers))
                 function.replace_code(artifact)
         except ZipRejected as e:
             error, status = str(e), 400

@@ -1,7 +1,9 @@
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from functions.forms import InvokeForm
+from functions.models import Alias, Version
 from functions.views import _get_function_for_user, render_detail
 from invocations.invoke import invoke_and_wait
 from invocations.models import Invocation
@@ -17,7 +19,11 @@ def invoke(request, name):
     form = InvokeForm(request.POST, function=function)
     if not form.is_valid():
         return render_detail(request, function, invoke_form=form, status=400)
-    invocation = invoke_and_wait(function, form.cleaned_data["event"], qualifier=form.cleaned_data["qualifier"] or None)
+    try:
+        invocation = invoke_and_wait(function, form.cleaned_data["event"],
+                                     qualifier=form.cleaned_data["qualifier"] or None)
+    except (Version.DoesNotExist, Alias.DoesNotExist):
+        raise Http404("That version or alias no longer exists.") from None
     if invocation.status == Invocation.Status.THROTTLED:
         # Lambda's answer to a throttled synchronous call: 429 TooManyRequestsException.
         return render(request, "invocations/detail.html", {"invocation": invocation, "function": function},

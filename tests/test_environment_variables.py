@@ -107,10 +107,11 @@ class EditorTests(BaseTestCase):
 
 
 class RotationTests(BaseTestCase):
-    def test_rotating_keys_reencrypts_functions_and_waiting_invocations(self):
+    def test_rotating_keys_reencrypts_functions_versions_and_waiting_invocations(self):
         fn = self.create_function(handler_zip("def handler(e, c):\n    return 1\n"))
         old, new = settings.ENVIRONMENT_KEYS[0], Fernet.generate_key().decode()
         fn.set_environment({"KEEP": SECRET})
+        version, _ = fn.publish()
         waiting = invoke(fn, "{}")
         with override_settings(ENVIRONMENT_KEYS=[new]):
             with self.assertRaises(envvars.InvalidToken):
@@ -121,6 +122,8 @@ class RotationTests(BaseTestCase):
             self.assertEqual(Function.objects.get(pk=fn.pk).environment, {"KEEP": SECRET})
             waiting.refresh_from_db()
             self.assertEqual(envvars.decrypt(waiting.config["environment_token"]), {"KEEP": SECRET})
+            version.refresh_from_db()
+            self.assertEqual(envvars.decrypt(version.config["environment_token"]), {"KEEP": SECRET})
 
 
 class RuntimeTests(WorkerTestCase):

@@ -105,3 +105,26 @@ class LayerRuntimeTests(WorkerTestCase):
         self.assertEqual(invocation.status, "SUCCEEDED", invocation.result)
         # The later layer wins where both have a file, as in Lambda.
         self.assertEqual(json.loads(invocation.result), {"who": "override", "deep": "site", "opt_writable": False})
+
+
+class MergeTests(BaseTestCase):
+    def test_a_later_layer_wins_even_where_a_file_meets_a_directory(self):
+        import tempfile
+        from pathlib import Path
+
+        from invocations.runtime.pool import _merge_into
+
+        with tempfile.TemporaryDirectory() as root:
+            root = Path(root)
+            first, second, merged = root / "first", root / "second", root / "merged"
+            (first / "python" / "pkg").mkdir(parents=True)
+            (first / "python" / "pkg" / "a.py").write_text("first")
+            (first / "python" / "mod").write_text("a file")
+            (second / "python" / "mod").mkdir(parents=True)
+            (second / "python" / "mod" / "b.py").write_text("second")
+            (second / "python" / "pkg").write_text("now a file")
+            merged.mkdir()
+            _merge_into(first, merged)
+            _merge_into(second, merged)
+            self.assertEqual((merged / "python" / "pkg").read_text(), "now a file")
+            self.assertEqual((merged / "python" / "mod" / "b.py").read_text(), "second")

@@ -96,6 +96,16 @@ class AliasTests(BaseTestCase):
                 self.assertContains(self.save(**fields), message, status_code=400)
                 self.assertEqual(list(self.fn.aliases.values_list("name", flat=True)), ["live"])
 
+    def test_an_alias_can_point_at_latest_and_roll_back_to_it(self):
+        self.assertEqual(self.save(name="head", version="").status_code, 302)
+        alias = Alias.objects.get(function=self.fn, name="head")
+        self.assertIsNone(alias.version)
+        self.assertEqual(self.fn.resolve("head")["version"], "$LATEST")
+        self.client.post(self.url, {"existing": "head", "version": "2"})
+        self.client.post(reverse("functions:roll_back_alias", args=[self.fn.name, "head"]))
+        alias.refresh_from_db()
+        self.assertIsNone(alias.version)
+
     def test_an_alias_moves_and_rolls_back_in_one_click(self):
         self.save()
         self.client.post(self.url, {"existing": "live", "version": "2"})

@@ -120,7 +120,11 @@ class Environment:
             "LAMBDA_RUNTIME_DIR": launch.runtime_dir,
         }
         # A function may set these; the reserved ones it cannot (the forms refuse them; they win anyway).
-        defaults = {"LANG": "en_US.UTF-8", "PATH": "/usr/local/bin:/usr/bin/:/bin:/opt/bin", "TZ": ":UTC"}
+        defaults = {
+            "LANG": "en_US.UTF-8", "PATH": "/usr/local/bin:/usr/bin/:/bin:/opt/bin", "TZ": ":UTC",
+            # Lambda's, so that native libraries a layer ships in lib/ load.
+            "LD_LIBRARY_PATH": "/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
+        }
         return {**defaults, **variables, **reserved}
 
     def start(self, scratch=None):
@@ -291,7 +295,7 @@ class Environment:
 
     # Invocation
 
-    def invoke(self, request_id, event, cold_start, init_ms=None, client_context=None):
+    def invoke(self, request_id, event, cold_start, init_ms=None, client_context=None, invoked_arn=None):
         """Run one invocation; return its Outcome. The environment is killed if it cannot be reused."""
         self.thaw()
         s = self.snapshot
@@ -301,7 +305,7 @@ class Environment:
             "type": "invoke",
             "request_id": request_id,
             "deadline_ms": int(time.time() * 1000) + timeout * 1000,
-            "invoked_function_arn": s["arn"],
+            "invoked_function_arn": invoked_arn or s["arn"],
             "client_context": client_context,
         }
         started = time.monotonic()

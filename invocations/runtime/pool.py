@@ -23,8 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def environment_key(snapshot):
-    """Return the key under which environments for this configuration may be reused."""
-    return hashlib.sha256(json.dumps(snapshot, sort_keys=True).encode()).hexdigest()[:32]
+    """Return the key under which environments for this configuration may be reused.
+
+    Not the ARN: a version invoked by number or through an alias shares its environments, as in Lambda;
+    the ARN the caller used goes with each request.
+    """
+    same = {k: v for k, v in snapshot.items() if k != "arn"}
+    return hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def ensure_code(sha256):
@@ -68,7 +73,7 @@ def ensure_layers(layers):
     tmp = Path(tempfile.mkdtemp(dir=settings.CODE_CACHE_DIR, prefix=".layers-"))
     try:
         for sha in shas:
-            shutil.copytree(ensure_code(sha), tmp, dirs_exist_ok=True)
+            _merge_into(ensure_code(sha), tmp)
         os.chmod(tmp, 0o755)
         try:
             tmp.rename(dest)
@@ -79,6 +84,27 @@ def ensure_layers(layers):
         if tmp.exists():
             shutil.rmtree(tmp)
     return dest
+
+
+def _merge_into(src, dest):
+    """Lay the tree `src` over `dest`: where both have a path, src's wins, even a file over a directory.
+
+    Files are hard links to the unpacked layer (same file system, read-only and root-owned): a merge costs
+    no copy of the data.
+    """
+    for dirpath, _, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target_dir = dest if rel == "." else dest / rel
+        if target_dir.exists() and not target_dir.is_dir():
+            target_dir.unlink()  # an earlier layer's file where this one has a directory
+        target_dir.mkdir(mode=0o755, exist_ok=True)
+        for name in filenames:
+            target = target_dir / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+            os.link(os.path.join(dirpath, name), target)
 
 
 class Pool:
@@ -118,14 +144,15 @@ class Pool:
             env = None
         try:
             if env is not None:
-                outcome = env.invoke(request_id, event, cold_start=False, client_context=client_context)
+                outcome = env.invoke(request_id, event, cold_start=False, client_context=client_context,
+                                     invoked_arn=snapshot["arn"])
             else:
                 env = Environment(key, snapshot, ensure_code(snapshot["code_sha256"]), self.runtime_dir,
                                   opt_dir=ensure_layers(snapshot["layers"]))
                 ok, init_ms, payload, error_type, timed_out = env.start(scratch=self._take_spare(snapshot))
                 if not ok:
                     return env.init_failure(request_id, init_ms, payload, error_type, timed_out)
-                outcome = env.invoke(request_id, event, cold_start=True, init_ms=init_ms,
+                outcome = env.invoke(request_id, event, cold_start=True, init_ms=init_ms, invoked_arn=snapshot["arn"],
                                      client_context=client_context)
         except BaseException:
             # Whatever went wrong (a platform bug, RQ's job timeout, a shutdown), never strand a sandbox.

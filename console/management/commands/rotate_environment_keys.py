@@ -1,15 +1,15 @@
 """Encrypt every stored environment with the first of ENVIRONMENT_KEYS.
 
 Rotation: put a new key first in ENVIRONMENT_KEYS (keep the old one after it), restart, run this, then
-drop the old key. Queued invocations carry the token they were given, so they are rotated too; finished
-ones keep theirs (nothing decrypts a finished invocation's environment).
+drop the old key. Published versions and queued invocations carry a token of their own, so they are
+rotated too; finished invocations keep theirs (nothing decrypts a finished invocation's environment).
 """
 
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from functions import envvars
-from functions.models import Function
+from functions.models import Function, Version
 from invocations.models import Invocation
 
 
@@ -23,10 +23,17 @@ class Command(BaseCommand):
                 function.environment_token = envvars.rotate(function.environment_token)
                 function.save(update_fields=["environment_token"])
                 functions += 1
+            versions = 0
+            for version in Version.objects.exclude(config__environment_token="").select_for_update():
+                if version.config.get("environment_token"):
+                    version.config["environment_token"] = envvars.rotate(version.config["environment_token"])
+                    version.save(update_fields=["config"])
+                    versions += 1
             waiting = Invocation.objects.filter(status__in=[Invocation.Status.QUEUED, Invocation.Status.RUNNING])
             for invocation in waiting.select_for_update():
                 if invocation.config.get("environment_token"):
                     invocation.config["environment_token"] = envvars.rotate(invocation.config["environment_token"])
                     invocation.save(update_fields=["config"])
                     invocations += 1
-        self.stdout.write(f"Re-encrypted the environment of {functions} functions and {invocations} waiting invocations.")
+        self.stdout.write(f"Re-encrypted the environment of {functions} functions, {versions} published versions "
+                          f"and {invocations} waiting invocations.")
