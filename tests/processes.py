@@ -71,6 +71,22 @@ def host_stat(pid):
     return fields[0], int(fields[1]), int(fields[19])
 
 
+def marked_processes(marker):
+    """Return {(pid, starttime)} of the live host processes whose command line contains `marker`."""
+    found = set()
+    for pid in host_pids():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() not in f.read():
+                    continue
+        except OSError:
+            continue
+        stat = host_stat(pid)
+        if stat is not None and stat[0] != "Z":
+            found.add((pid, stat[2]))
+    return found
+
+
 def wait_for(predicate, timeout, interval=0.05):
     """Poll `predicate` until it returns something truthy or `timeout` seconds pass; return its last value."""
     deadline = time.monotonic() + timeout

@@ -24,7 +24,7 @@ from rq import Queue, Worker
 from invocations.invoke import invoke
 from invocations.models import Invocation
 from tests.base import World, handler_zip
-from tests.processes import ROOT, child_env, host_pids, host_stat, log_dir, wait_for
+from tests.processes import ROOT, child_env, host_pids, host_stat, log_dir, marked_processes, wait_for
 
 MAINTENANCE_INTERVAL = 2
 
@@ -69,21 +69,6 @@ def _cmdline(pid):
             return f.read()
     except OSError:
         return b""
-
-
-def _with_marker(marker):
-    found = set()
-    for pid in host_pids():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() not in f.read():
-                    continue
-        except OSError:
-            continue
-        stat = host_stat(pid)
-        if stat is not None and stat[0] != "Z":
-            found.add((pid, stat[2]))
-    return found
 
 
 def _cgroup_leftovers(worker_pid):
@@ -165,7 +150,7 @@ class WorkerFaultTests(World, TransactionTestCase):
 
     def wait_running(self, invocation, worker):
         """Wait until the handler runs on `worker`; return the sandbox's processes (pid, starttime)."""
-        marked = wait_for(lambda: _with_marker(self.marker), 20)
+        marked = wait_for(lambda: marked_processes(self.marker), 20)
         self.assertTrue(marked, "the handler never started")
         invocation.refresh_from_db()
         self.assertEqual(invocation.status, Invocation.Status.RUNNING)
@@ -184,7 +169,7 @@ class WorkerFaultTests(World, TransactionTestCase):
         started = time.monotonic()
         left = wait_for(lambda: not [p for p in processes if _alive(p)] or None, within)
         self.assertTrue(left, f"still alive {within} s later: {[p for p in processes if _alive(p)]}")
-        self.assertEqual(_with_marker(self.marker), set())
+        self.assertEqual(marked_processes(self.marker), set())
         return time.monotonic() - started
 
     def wait_finished(self, invocation, within):
@@ -291,7 +276,7 @@ class WorkerFaultTests(World, TransactionTestCase):
         self.wait_finished(invocation, within=15)
         self.assertEqual(invocation.status, Invocation.Status.SUCCEEDED, invocation.result)
         self.assertEqual(invocation.worker, f"{socket.gethostname()}:{worker.pid}")
-        marked = _with_marker(self.marker)
+        marked = marked_processes(self.marker)
         self.assertTrue(marked, "the handler's child is not in the idle environment")
         below = _descendants(worker.pid)
         self.assertTrue(marked <= below)

@@ -23,7 +23,7 @@ from invocations.invoke import invoke
 from invocations.models import Invocation
 from invocations.runtime.sandbox import layers
 from tests.base import WorkerTestCase, handler_zip
-from tests.processes import host_pids, host_stat, wait_for
+from tests.processes import host_pids, host_stat, marked_processes, wait_for
 
 # Put a marker into the environment the session's workers are started with (conftest copies os.environ
 # when the `workers` fixture starts, which is after every test module has been imported): if any of the
@@ -73,17 +73,7 @@ def _uid(pid):
 
 
 def _with_marker(marker):
-    found = []
-    for pid in host_pids():
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                if marker.encode() not in f.read():
-                    continue
-        except OSError:
-            continue
-        if _alive(pid):
-            found.append(pid)
-    return found
+    return sorted(pid for pid, _ in marked_processes(marker))
 
 
 def _in_namespace(ns):
