@@ -42,30 +42,6 @@ class RuntimeTests(WorkerTestCase):
         self.assertGreater(invocation.max_memory_used_mb, 0)
         self.assertGreater(invocation.cost, settings.PRICE_PER_REQUEST)
 
-    def test_it_reuses_a_warm_environment_with_its_globals(self):
-        fn = self.create_function(handler_zip("""
-            import os
-            count = 0
-            def handler(event, context):
-                global count
-                count += 1
-                return {"count": count, "pid": os.getpid()}
-        """))
-        first = self.invoke(fn)
-        second = self.invoke(fn)
-        third = self.invoke(fn)
-        counts = [json.loads(i.result)["count"] for i in (first, second, third)]
-        # Two workers may each hold an environment, so a warm run continues one of the counts.
-        self.assertTrue(first.cold_start)
-        self.assertIsNotNone(first.init_duration_ms)
-        warm = [i for i in (second, third) if not i.cold_start]
-        self.assertTrue(warm, "no warm start in three invocations")
-        for i in warm:
-            self.assertIsNone(i.init_duration_ms)
-            self.assertNotIn("Init Duration", i.log)
-            self.assertGreater(json.loads(i.result)["count"], 1)
-        self.assertEqual(counts[0], 1)
-
     def test_it_gives_the_handler_lambdas_context_object(self):
         fn = self.create_function(handler_zip("""
             def handler(event, context):
