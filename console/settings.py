@@ -33,6 +33,18 @@ def envint(name, default):
         raise ImproperlyConfigured(f"{name} must be an integer, not {value!r}") from None
 
 
+def envints(name, default):
+    """A comma-separated list of positive integers."""
+    value = os.environ.get(name, default)
+    try:
+        numbers = [int(part) for part in value.split(",")]
+    except ValueError:
+        numbers = []
+    if not numbers or min(numbers) < 0:
+        raise ImproperlyConfigured(f"{name} must be a comma-separated list of whole seconds, not {value!r}")
+    return numbers
+
+
 def envdecimal(name, default):
     value = os.environ.get(name, default)
     try:
@@ -240,6 +252,12 @@ WORKER_MAINTENANCE_INTERVAL = envint("WORKER_MAINTENANCE_INTERVAL", 60)
 # go first), and each is stopped after this many idle seconds.
 ENVIRONMENT_MEMORY_BUDGET_MB = envint("ENVIRONMENT_MEMORY_BUDGET_MB", 4096)
 ENVIRONMENT_IDLE_SECONDS = envint("ENVIRONMENT_IDLE_SECONDS", 600)
+# Seconds before the first and the second retry of a failed asynchronous event (Lambda: about 1 and 2
+# minutes).
+ASYNC_RETRY_DELAYS = envints("ASYNC_RETRY_DELAYS", "60,120")
+# How long a queued asynchronous event may wait past its due time, with no job left for it in Redis,
+# before the workers' sweep queues it again (Redis lost it: a restart without persistence, a failed enqueue).
+ASYNC_REQUEUE_AFTER = envint("ASYNC_REQUEUE_AFTER", 60)
 # Where disk-backed /tmp images are made and mounted (every parent must be world-searchable).
 SCRATCH_DIR = Path(os.environ.get("SCRATCH_DIR", DATA_DIR / "scratch"))
 

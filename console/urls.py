@@ -4,6 +4,7 @@ from django.urls import include, path
 
 from console import views
 from functions.urls import layer_urlpatterns
+from invocations.endpoints import endpoint
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,6 +14,9 @@ urlpatterns = [
     path("functions/", include("functions.urls")),
     path("layers/", include((layer_urlpatterns, "layers"))),
     path("invocations/", include("invocations.urls")),
+    # HTTP endpoints (function URLs): public, each authenticated by its own settings.
+    path("url/<str:url_id>/", endpoint, name="endpoint"),
+    path("url/<str:url_id>/<path:path>", endpoint, name="endpoint"),
     # Operator screens: Django's admin and the django-rq dashboard (staff only).
     path("admin/django-rq/", include("django_rq.urls")),
     path("admin/", admin.site.urls),

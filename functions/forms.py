@@ -23,10 +23,8 @@ from functions.models import (
     Layer,
     LayerVersion,
     TestEvent,
+    payload_too_large,
 )
-
-# Lambda's synchronous payload limit.
-MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 
 validate_name = RegexValidator(
     NAME_PATTERN, "Use 1 to 64 letters, digits, hyphens (-) and underscores (_).", code="invalid_name"
@@ -51,13 +49,11 @@ def host_runtime():
     return out.stdout.strip()
 
 
-def parse_event(text):
+def parse_event(text, asynchronous=False):
     """Return `text` as JSON, or raise ValidationError naming the problem."""
-    if len(text.encode()) > MAX_SYNC_PAYLOAD_BYTES:
-        raise forms.ValidationError(
-            f"The event is larger than {MAX_SYNC_PAYLOAD_BYTES} bytes (Lambda's limit for a synchronous invocation).",
-            code="too_large",
-        )
+    too_large = payload_too_large(len(text.encode()), asynchronous)
+    if too_large:
+        raise forms.ValidationError(f"RequestTooLargeException: {too_large}.", code="too_large")
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -223,6 +219,11 @@ def _version_choices(function, latest_label="$LATEST"):
 
 class InvokeForm(forms.Form):
     qualifier = forms.ChoiceField(label="Version or alias", required=False, choices=())
+    invocation_type = forms.ChoiceField(
+        choices=[("RequestResponse", "Synchronous: wait for the result"),
+                 ("Event", "Asynchronous: queue it, with retries")],
+        initial="RequestResponse", required=False,
+    )
     event = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 12, "spellcheck": "false", "class": "code"}),
         initial='{\n  "key1": "value1"\n}', strip=False,
@@ -233,10 +234,15 @@ class InvokeForm(forms.Form):
         aliases = [(a.name, f"alias {a.name}") for a in function.aliases.all()]
         self.fields["qualifier"].choices = _version_choices(function) + aliases
 
-    def clean_event(self):
-        text = self.cleaned_data["event"]
-        parse_event(text)
-        return text
+    def clean(self):
+        cleaned = super().clean()
+        cleaned["invocation_type"] = cleaned.get("invocation_type") or "RequestResponse"
+        if "event" in cleaned:
+            try:
+                parse_event(cleaned["event"], asynchronous=cleaned["invocation_type"] == "Event")
+            except forms.ValidationError as e:
+                self.add_error("event", e)
+        return cleaned
 
 
 def _too_large_with_layers(code_bytes, layer_bytes):

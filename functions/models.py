@@ -1,6 +1,8 @@
 import base64
 import hashlib
+import hmac
 import random
+import secrets
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -17,6 +19,18 @@ TIMEOUT_MIN, TIMEOUT_MAX = 1, 900
 EPHEMERAL_MIN, EPHEMERAL_MAX = 512, 10240
 # Lambda's default account concurrency quota: the most a function can reserve.
 RESERVED_CONCURRENCY_MAX = 1000
+# Lambda's invocation payload limits: 6 MB synchronous, 1 MB asynchronous (since 2025; 256 KB before).
+MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD_BYTES = 1024 * 1024
+
+
+def payload_too_large(size, asynchronous):
+    """Return Lambda's RequestTooLargeException message for an event of `size` bytes, or None if it fits."""
+    if asynchronous and size > MAX_ASYNC_PAYLOAD_BYTES:
+        return f"{size} byte payload is too large for the Event invocation type (limit {MAX_ASYNC_PAYLOAD_BYTES} bytes)"
+    if size > MAX_SYNC_PAYLOAD_BYTES:
+        return f"Request must be smaller than {MAX_SYNC_PAYLOAD_BYTES} bytes for the InvokeFunction operation"
+    return None
 
 
 def account_id(user):
@@ -329,3 +343,109 @@ class TestEvent(models.Model):
 
     def __str__(self):
         return self.name
+
+
+# Lambda's asynchronous invocation bounds (PutFunctionEventInvokeConfig).
+RETRY_ATTEMPTS_MAX = 2
+EVENT_AGE_MIN, EVENT_AGE_MAX = 60, 6 * 3600
+
+
+class EventInvokeConfig(models.Model):
+    """What happens to a function's asynchronous events: how often a failure is retried, how old an event
+    may grow, and where its outcome is sent. Lambda keeps one per qualifier: `$LATEST` (unqualified
+    invocations), a version number or an alias name."""
+
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="event_invoke_configs")
+    qualifier = models.CharField(max_length=128, default=LATEST)
+    maximum_retry_attempts = models.PositiveSmallIntegerField(default=RETRY_ATTEMPTS_MAX)
+    maximum_event_age_seconds = models.PositiveIntegerField(default=EVENT_AGE_MAX)
+    # Destination ARNs: a function (a queue or topic once those exist). An empty on-failure destination
+    # means the function's dead-letter inbox, so that no failed event is ever dropped unseen.
+    on_success = models.CharField(max_length=256, blank=True)
+    on_failure = models.CharField(max_length=256, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["qualifier"]
+        constraints = [
+            models.UniqueConstraint(fields=["function", "qualifier"], name="event_invoke_config_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.function.name}:{self.qualifier}"
+
+    def snapshot(self):
+        """The settings an asynchronous invocation carries with it (Invocation.config["async"])."""
+        return {
+            "maximum_retry_attempts": self.maximum_retry_attempts,
+            "maximum_event_age_seconds": self.maximum_event_age_seconds,
+            "on_success": self.on_success,
+            "on_failure": self.on_failure,
+        }
+
+
+def event_invoke_config(function, qualifier=None):
+    """Return the asynchronous settings for invocations of `function` through `qualifier`."""
+    found = function.event_invoke_configs.filter(qualifier=qualifier or LATEST).first()
+    return (found or EventInvokeConfig(function=function)).snapshot()
+
+
+class Trigger(models.Model):
+    """Something that invokes a function (or one of its aliases or versions) by itself: an HTTP endpoint or a
+    schedule. The kind's settings are in `config`, validated by its form."""
+
+    class Kind(models.TextChoices):
+        HTTP = "http", "HTTP endpoint"
+        SCHEDULE = "schedule", "Schedule"
+
+    class Auth(models.TextChoices):
+        NONE = "NONE", "None: anyone with the URL"
+        KEY = "KEY", "Secret key in the x-api-key header"
+
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="triggers")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    # "" invokes $LATEST unqualified; otherwise a version number or an alias name.
+    qualifier = models.CharField(max_length=128, blank=True)
+    enabled = models.BooleanField(default=True)
+    # http: {"auth_type", "cors": {allow_origins, allow_methods, allow_headers, expose_headers, max_age,
+    # allow_credentials}}; schedule: {"expression", "timezone"}.
+    config = models.JSONField(default=dict)
+    # HTTP endpoints: the id in their stable URL, and for KEY auth the SHA-256 of the secret key (shown
+    # once when made).
+    url_id = models.CharField(max_length=32, unique=True, null=True, blank=True)
+    key_sha256 = models.CharField(max_length=64, blank=True)
+    # Schedules: the next tick to fire; None while disabled.
+    next_fire_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["kind", "created_at"]
+        constraints = [
+            # Lambda: one function URL per function or alias.
+            models.UniqueConstraint(fields=["function", "qualifier"], condition=models.Q(kind="http"),
+                                    name="one_http_endpoint_per_qualifier"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} of {self.function.name}"
+
+    @property
+    def target(self):
+        return f"{self.function.name}:{self.qualifier}" if self.qualifier else self.function.name
+
+    @property
+    def rule_arn(self):
+        """The EventBridge rule a schedule stands for (its events name it in `resources`)."""
+        return (f"arn:aws:events:{settings.LAMBDA_REGION}:{account_id(self.function.owner)}:"
+                f"rule/{self.function.name}-schedule-{self.pk}")
+
+    def check_key(self, key):
+        """Whether `key` is this endpoint's secret key, compared in constant time."""
+        given = hashlib.sha256(key.encode()).hexdigest()
+        return bool(self.key_sha256) and hmac.compare_digest(given, self.key_sha256)
+
+    def new_key(self):
+        """Give the endpoint a new secret key; return it (only its hash is kept)."""
+        key = secrets.token_urlsafe(32)
+        self.key_sha256 = hashlib.sha256(key.encode()).hexdigest()
+        return key

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from functions import views
+from invocations import inbox, triggers
 from invocations import views as invocation_views
 
 app_name = "functions"
@@ -21,6 +22,18 @@ urlpatterns = [
     path("<str:name>/aliases/<str:alias_name>/rollback/", views.alias_roll_back, name="roll_back_alias"),
     path("<str:name>/aliases/<str:alias_name>/delete/", views.alias_delete, name="delete_alias"),
     path("<str:name>/invoke/", invocation_views.invoke, name="invoke"),
+    path("<str:name>/async/", triggers.async_config, name="async_config"),
+    path("<str:name>/triggers/new/<str:kind>/", triggers.trigger_new, name="new_trigger"),
+    path("<str:name>/triggers/<int:pk>/", triggers.trigger_edit, name="trigger"),
+    path("<str:name>/triggers/<int:pk>/delete/", triggers.trigger_delete, name="delete_trigger"),
+    path("<str:name>/triggers/<int:pk>/fire/", triggers.trigger_fire, name="fire_trigger"),
+    path("<str:name>/triggers/<int:pk>/toggle/", triggers.trigger_toggle, name="toggle_trigger"),
+    path("<str:name>/triggers/<int:pk>/key/", triggers.trigger_new_key, name="trigger_key"),
+    path("<str:name>/dead-letters/", inbox.dead_letters, name="dead_letters"),
+    path("<str:name>/dead-letters/<int:pk>/", inbox.dead_letter_save, name="save_dead_letter"),
+    path("<str:name>/dead-letters/<int:pk>/redrive/", inbox.dead_letter_redrive, name="redrive_dead_letter"),
+    path("<str:name>/dead-letters/redrive/", inbox.dead_letters_redrive_all, name="redrive_dead_letters"),
+    path("<str:name>/dead-letters/purge/", inbox.dead_letters_purge, name="purge_dead_letters"),
     path("<str:name>/events/", views.test_event_save, name="save_event"),
     path("<str:name>/events/<int:pk>/delete/", views.test_event_delete, name="delete_event"),
 ]

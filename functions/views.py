@@ -70,6 +70,19 @@ def function_detail(request, name):
     return render_detail(request, function)
 
 
+def _triggers(function):
+    """The function's triggers, each with its invocation count and its latest failed invocation."""
+    triggers = list(function.triggers.annotate(invocation_count=Count("invocations")))
+    for trigger in triggers:
+        trigger.last_error = (trigger.invocations.filter(status__in=FAILED_STATUSES)
+                              .only("id", "status", "error_type", "created_at").first())
+    return triggers
+
+
+# Invocation statuses that count as errors (functions does not import invocations: ../shared/DESIGN.md).
+FAILED_STATUSES = ["FAILED", "TIMED_OUT", "THROTTLED", "EXPIRED"]
+
+
 def render_detail(request, function, invoke_form=None, event_form=None, code_form=None, config_form=None,
                   alias_form=None, status=200):
     """Render the function page; the forms given carry the errors of a rejected POST."""
@@ -98,6 +111,8 @@ def render_detail(request, function, invoke_form=None, event_form=None, code_for
         "publish_form": PublishForm(),
         "layer_slots": _layer_slots(function),
         "alias_form": alias_form or AliasForm(function=function),
+        "triggers": _triggers(function),
+        "dead_letter_count": function.dead_letters.filter(redriven_at__isnull=True).count(),
     }
     return render(request, "functions/detail.html", context, status=status)
 

@@ -6,6 +6,7 @@ from django.db import transaction
 from redis.exceptions import RedisError
 
 from invocations import queue
+from functions.models import event_invoke_config, payload_too_large
 from invocations.models import Invocation
 from invocations.runtime.environment import INIT_MIN_SECONDS
 from invocations.wakeup import wait_finished
@@ -26,49 +27,77 @@ def job_timeout(config):
     return longest_run_seconds(config) + WAIT_MARGIN_SECONDS + 60
 
 
-def invoke(function, event, kind=Invocation.Kind.SYNC, source="console", qualifier=None):
+class RequestTooLarge(Exception):
+    """Lambda's RequestTooLargeException (HTTP 413): the event is over the invocation type's limit."""
+
+    error_type = "RequestTooLargeException"
+
+
+def invoke(function, event, kind=Invocation.Kind.SYNC, source="console", qualifier=None, trigger=None):
     """Record an invocation of `function` with the JSON text `event` and queue it; return the row.
 
-    `qualifier` is $LATEST (None), a version number or an alias (see Function.resolve).
+    `qualifier` is $LATEST (None), a version number or an alias (see Function.resolve). Raise
+    RequestTooLarge for an event over Lambda's payload limit, before anything is written.
     """
+    asynchronous = kind == Invocation.Kind.ASYNC
+    too_large = payload_too_large(len(event.encode()), asynchronous)
+    if too_large:
+        raise RequestTooLarge(too_large)
     config = function.resolve(qualifier)
+    if asynchronous:
+        # What happens to the event after a failure is decided when it is queued, like what runs.
+        config["async"] = event_invoke_config(function, qualifier)
     with transaction.atomic():
-        invocation = Invocation.objects.create(
-            function=function, version=config["version"], kind=kind, source=source, config=config,
-            event=event, memory_size_mb=config["memory_size"],
+        invocation = Invocation(
+            function=function, version=config["version"], qualifier=qualifier or "", kind=kind, source=source,
+            trigger=trigger, config=config, event=event, memory_size_mb=config["memory_size"],
         )
-        if function.reserved_concurrency == 0 and kind == Invocation.Kind.SYNC:
+        invocation.job_id = str(invocation.pk)
+        if asynchronous:
+            invocation.retry_at = invocation.created_at  # due now; the workers' sweep looks after it
+        invocation.save(force_insert=True)
+        if function.reserved_concurrency == 0 and not asynchronous:
             # Nothing may run: answer at once, as Lambda does, instead of queueing a job to say so.
             invocation.throttle()
         else:
-            transaction.on_commit(lambda: _enqueue(invocation))
+            transaction.on_commit(lambda: enqueue(invocation))
     return invocation
 
 
-def _enqueue(invocation):
-    # Already after commit (see invoke()): the queue enqueues at once, so a Redis failure is caught here.
+def enqueue(invocation, at=None):
+    """Queue the job for the invocation's next attempt (now, or at the time `at`).
+
+    Call after the row is committed. An asynchronous event that cannot be queued stays QUEUED: the
+    workers' sweep queues it once Redis answers again. A synchronous caller is told at once.
+    """
     try:
-        queue.queue().enqueue_call(
-            "invocations.jobs.run_invocation", args=(str(invocation.pk),), job_id=str(invocation.pk),
-            timeout=job_timeout(invocation.config),
+        q = queue.queue()
+        options = dict(
+            args=(str(invocation.pk),), job_id=invocation.job_id, timeout=job_timeout(invocation.config),
             # The database holds the outcome, but RQ stores a result faster than it deletes a finished job.
             result_ttl=300, failure_ttl=86400,
         )
+        if at is None:
+            q.enqueue_call("invocations.jobs.run_invocation", **options)
+        else:
+            q.enqueue_at(at, "invocations.jobs.run_invocation", **options)
     except RedisError as e:
-        # The row exists and the user may have seen it: it must end in a definite state, not stay QUEUED.
         log.error("could not queue invocation %s: %s", invocation.pk, e)
-        invocation.fail("ServiceException", "The invocation could not be queued: the job queue is unavailable.")
+        if invocation.kind == Invocation.Kind.SYNC:
+            # The row exists and the user may have seen it: it must end in a definite state.
+            invocation.fail("ServiceException", "The invocation could not be queued: the job queue is unavailable.")
 
 
 OUTCOME_FIELDS = [
     "status", "result", "error_type", "log", "cold_start", "init_duration_ms", "duration_ms", "billed_duration_ms",
-    "max_memory_used_mb", "gb_seconds", "cost", "started_at", "finished_at", "worker",
+    "max_memory_used_mb", "gb_seconds", "cost", "started_at", "finished_at", "worker", "attempts",
 ]
 
 
-def invoke_and_wait(function, event, source="console", qualifier=None):
+def invoke_and_wait(function, event, source="console", qualifier=None, trigger=None):
     """Invoke synchronously: return the invocation once it has finished (or the wait ran out)."""
-    invocation = invoke(function, event, kind=Invocation.Kind.SYNC, source=source, qualifier=qualifier)
+    invocation = invoke(function, event, kind=Invocation.Kind.SYNC, source=source, qualifier=qualifier,
+                        trigger=trigger)
     if not invocation.is_finished:
         try:
             wait_finished(invocation.pk, longest_run_seconds(invocation.config) + WAIT_MARGIN_SECONDS)

@@ -5,21 +5,22 @@ import os
 import socket
 from datetime import timedelta
 
-from django.db import close_old_connections
+from django.db import close_old_connections, transaction
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from invocations import concurrency, queue
+from invocations.asynchronous import age_seconds, conclude, deliver, expire, maximum_event_age
 from invocations.invoke import WAIT_MARGIN_SECONDS, job_timeout, longest_run_seconds
-from invocations.models import Invocation
+from invocations.models import DeadLetter, Invocation
 from invocations.runtime.pool import pool
 from invocations.wakeup import notify_finished
 
 log = logging.getLogger(__name__)
 
 # Lambda retries a throttled asynchronous event with a backoff from 1 s up to 5 minutes, for at most the
-# maximum event age (6 hours by default).
+# maximum event age.
 THROTTLE_BACKOFF_MAX_SECONDS = 300
-MAX_EVENT_AGE_SECONDS = 6 * 3600
 
 
 def run_invocation(invocation_id, throttled=0):
@@ -32,47 +33,73 @@ def run_invocation(invocation_id, throttled=0):
     invocation = Invocation.claim(invocation_id, worker_name=f"{socket.gethostname()}:{os.getpid()}")
     if invocation is None:
         return "already handled"  # by another worker, or gone
+    asynchronous = invocation.kind == Invocation.Kind.ASYNC
     limit = invocation.reserved_concurrency
     leased = False
     try:
+        if asynchronous and age_seconds(invocation) > maximum_event_age(invocation):
+            with transaction.atomic():
+                expire(invocation)
+            return invocation.status
         if limit is not None:
             lease_seconds = longest_run_seconds(invocation.config) + WAIT_MARGIN_SECONDS
             leased = concurrency.acquire(invocation.function_id, invocation_id, limit, lease_seconds)
             if not leased:
                 return _throttle(invocation, throttled)
         outcome = pool.run(invocation.config, invocation.request_id, invocation.event)
-        invocation.finish(outcome)
+        with transaction.atomic():
+            invocation.finish(outcome)
+            if asynchronous:
+                conclude(invocation)
     except BaseException as e:
         # Also a Redis failure, SystemExit (a forced worker shutdown) and RQ's job timeout: the row must
-        # not stay RUNNING (or QUEUED with no job behind it).
+        # not stay RUNNING (or QUEUED with no job behind it). An asynchronous event gets its retries.
         log.exception("invocation %s failed inside the platform", invocation_id)
-        invocation.fail("ServiceException", f"The platform failed to run the invocation: {e!r}")
+        _fail(invocation, e)
         raise
     finally:
         # The slot first: a caller woken with its answer may invoke again at once.
         if leased:
             concurrency.release(invocation.function_id, invocation_id)
-        if invocation.kind == Invocation.Kind.SYNC:  # nobody waits for an asynchronous one
+        if not asynchronous:  # nobody waits for an asynchronous one
             notify_finished(invocation_id)
     # Housekeeping after the caller has been woken: stopping an old environment takes milliseconds.
     pool.evict()
     return invocation.status
 
 
+def _fail(invocation, error):
+    invocation.fail("ServiceException", f"The platform failed to run the invocation: {error!r}")
+    if invocation.kind == Invocation.Kind.ASYNC and invocation.status == Invocation.Status.FAILED:
+        try:
+            with transaction.atomic():
+                conclude(invocation)
+        except Exception:
+            # The failure is recorded; only its retry or destination is lost, and the log says so.
+            log.exception("could not retry or deliver invocation %s", invocation.pk)
+
+
 def _throttle(invocation, throttled):
     """The function is at its reserved concurrency: a sync caller gets 429, an async event waits and retries
-    until it is older than Lambda's maximum event age, then it is dropped as throttled."""
+    until it would be older than its maximum event age, then it ends THROTTLED and goes to its failure
+    destination."""
     delay = min(THROTTLE_BACKOFF_MAX_SECONDS, 2 ** throttled)
-    created_at = Invocation.objects.filter(pk=invocation.pk).values_list("created_at", flat=True).get()
-    age = (timezone.now() - created_at).total_seconds()
-    if invocation.kind == Invocation.Kind.SYNC or age + delay > MAX_EVENT_AGE_SECONDS:
+    if invocation.kind == Invocation.Kind.SYNC:
         invocation.throttle()  # the caller (run_invocation) wakes a sync caller
         return invocation.status
-    # Queue the retry first: if that fails, the row is still claimed and run_invocation fails it.
-    queue.queue().enqueue_in(
-        timedelta(seconds=delay), "invocations.jobs.run_invocation", args=(invocation.request_id, throttled + 1),
-        job_id=f"{invocation.pk}-throttled-{throttled + 1}", timeout=job_timeout(invocation.config),
-        result_ttl=300, failure_ttl=86400,
-    )
-    invocation.unclaim()
+    if age_seconds(invocation) + delay > maximum_event_age(invocation):
+        with transaction.atomic():
+            invocation.throttle()
+            deliver(invocation, DeadLetter.Condition.EVENT_AGE_EXCEEDED)
+        return invocation.status
+    retry_at = timezone.now() + timedelta(seconds=delay)
+    job_id = f"{invocation.pk}-throttled-{throttled + 1}"
+    invocation.unclaim(job_id, retry_at)
+    try:
+        queue.queue().enqueue_at(
+            retry_at, "invocations.jobs.run_invocation", args=(invocation.request_id, throttled + 1),
+            job_id=job_id, timeout=job_timeout(invocation.config), result_ttl=300, failure_ttl=86400,
+        )
+    except RedisError as e:
+        log.error("could not queue throttled invocation %s again: %s", invocation.pk, e)  # the sweep will
     return f"throttled, retrying in {delay} s"

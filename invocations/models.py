@@ -1,8 +1,11 @@
 import json
 import socket
 import uuid
+from decimal import Decimal
 
-from django.db import connection, models
+from django.db import connection, models, transaction
+from django.db.models import F, Value
+from django.db.models.functions import Coalesce, Concat
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,19 +24,25 @@ class Invocation(models.Model):
         FAILED = "FAILED"
         TIMED_OUT = "TIMED_OUT"
         THROTTLED = "THROTTLED"
+        # An asynchronous event that grew older than its maximum event age before its next attempt.
+        EXPIRED = "EXPIRED"
 
     class Kind(models.TextChoices):
         SYNC = "RequestResponse"
         ASYNC = "Event"
 
-    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.THROTTLED)
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.THROTTLED, Status.EXPIRED)
 
     # The id is the request id the function sees (context.aws_request_id).
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="invocations")
     version = models.CharField(max_length=32, default="$LATEST")
+    # As invoked: "" (unqualified), a version number or an alias name; `version` is what ran.
+    qualifier = models.CharField(max_length=128, blank=True)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SYNC)
     source = models.CharField(max_length=32, default="console")
+    trigger = models.ForeignKey("functions.Trigger", on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="invocations")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     # What ran: a copy of the configuration at invoke time, so later edits never rewrite history.
     config = models.JSONField()
@@ -56,6 +65,14 @@ class Invocation(models.Model):
     finished_at = models.DateTimeField(null=True)
     worker = models.CharField(max_length=128, blank=True)
 
+    # Asynchronous events: attempts started (Lambda's approximateInvokeCount), when the next one is due
+    # and the RQ job that will make it (the workers' sweep queues a new one if Redis lost it), and where
+    # the outcome was sent.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    job_id = models.CharField(max_length=64, blank=True)
+    destination = models.CharField(max_length=300, blank=True)
+
     class Meta:
         ordering = ["-created_at"]
         indexes = [
@@ -63,6 +80,10 @@ class Invocation(models.Model):
             models.Index(fields=["function", "-created_at"], name="invocation_function_recent"),
             # The workers' sweep for invocations orphaned by a dead worker (fail_orphans).
             models.Index(fields=["status", "worker"], name="invocation_status_worker"),
+            # The workers' sweep for asynchronous events whose queued job was lost.
+            models.Index(fields=["status", "retry_at"], name="invocation_status_retry_at"),
+            # A trigger's invocation count and last error.
+            models.Index(fields=["trigger", "-created_at"], name="invocation_trigger_recent"),
         ]
 
     def __str__(self):
@@ -93,7 +114,8 @@ class Invocation(models.Model):
         returned = [cls._meta.get_field(name) for name in RUN_FIELDS]
         table = qn(cls._meta.db_table)
         sql = (
-            f"UPDATE {table} SET {qn('status')} = %s, {qn('started_at')} = %s, {qn('worker')} = %s "
+            f"UPDATE {table} SET {qn('status')} = %s, {qn('started_at')} = %s, {qn('worker')} = %s, "
+            f"{qn('attempts')} = {qn('attempts')} + 1 "
             f"WHERE {qn('id')} = %s AND {qn('status')} = %s "
             f"RETURNING {', '.join(qn(field.column) for field in returned)}, "
             f"(SELECT {qn('reserved_concurrency')} FROM {qn(Function._meta.db_table)} "
@@ -114,12 +136,38 @@ class Invocation(models.Model):
         invocation.reserved_concurrency = row[-1]
         return invocation
 
-    def unclaim(self):
-        """Give a claimed invocation back to the queue (RUNNING → QUEUED), e.g. to retry it later."""
+    def unclaim(self, job_id, retry_at):
+        """Give a claimed invocation back, unattempted, to the job `job_id` due at `retry_at` (RUNNING →
+        QUEUED), e.g. when its function was at its reserved concurrency."""
         Invocation.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
-            status=self.Status.QUEUED, started_at=None, worker=""
+            status=self.Status.QUEUED, started_at=None, worker="", attempts=F("attempts") - 1,
+            job_id=job_id, retry_at=retry_at,
         )
         self.status = self.Status.QUEUED
+        self.attempts -= 1
+
+    def requeue(self, job_id, retry_at):
+        """Queue a finished attempt of an asynchronous event again, for the job `job_id` due at `retry_at`.
+
+        The outcome of the failed attempt (its log, error and bill) stays on the row.
+        """
+        Invocation.objects.filter(pk=self.pk, status__in=self.FINISHED).update(
+            status=self.Status.QUEUED, worker="", job_id=job_id, retry_at=retry_at,
+        )
+        self.status, self.job_id, self.retry_at = self.Status.QUEUED, job_id, retry_at
+
+    def expire(self):
+        """End an asynchronous event that is older than its maximum event age, unattempted."""
+        fields = dict(
+            status=self.Status.EXPIRED, error_type="EventAgeExceeded", finished_at=timezone.now(),
+            result=error_payload("EventAgeExceeded", "The event was older than its maximum event age.",
+                                 self.request_id),
+        )
+        Invocation.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(
+            attempts=F("attempts") - 1, **fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
+        self.attempts -= 1
 
     def finish(self, outcome):
         """Record a runtime outcome (invocations.runtime.environment.Outcome) and its bill, once."""
@@ -133,29 +181,37 @@ class Invocation(models.Model):
             status=outcome.status,
             result=outcome.payload,
             error_type=outcome.error_type[:128],
-            log=f"{outcome.log}END RequestId: {self.request_id}\n{report}\n",
             cold_start=outcome.cold_start,
             init_duration_ms=outcome.init_duration_ms,
             duration_ms=outcome.duration_ms,
-            billed_duration_ms=billed,
             max_memory_used_mb=outcome.max_memory_used_mb,
-            gb_seconds=gb_s,
-            cost=billing.cost(gb_s),
             finished_at=timezone.now(),
         )
+        log = f"{outcome.log}END RequestId: {self.request_id}\n{report}\n"
+        cost = billing.cost(gb_s)
+        # A retried asynchronous event keeps every attempt's log, and is billed for all of them.
+        added = dict(
+            log=Concat(F("log"), Value(log)),
+            billed_duration_ms=Coalesce(F("billed_duration_ms"), 0) + billed,
+            gb_seconds=Coalesce(F("gb_seconds"), Value(Decimal(0))) + gb_s,
+            cost=Coalesce(F("cost"), Value(Decimal(0))) + cost,
+        )
         # Only the worker that claimed the row may finish it.
-        updated = Invocation.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(**fields)
+        updated = Invocation.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(**fields, **added)
         if updated:
             for name, value in fields.items():
                 setattr(self, name, value)
+            # This attempt's figures; the row holds the totals.
+            self.log, self.billed_duration_ms, self.gb_seconds, self.cost = log, billed, gb_s, cost
         return updated == 1
 
     @classmethod
-    def fail_orphans(cls):
+    def fail_orphans(cls, then=None):
         """Fail the RUNNING invocations whose worker on this host has died; return them.
 
         A worker killed outright (SIGKILL, the OOM killer, a crash) takes its sandbox with it but cannot
-        record anything: without this sweep its invocation would stay RUNNING for ever.
+        record anything: without this sweep its invocation would stay RUNNING for ever. `then(invocation)`
+        runs in the same transaction as each failure (an asynchronous event's retry or destination).
         """
         orphans = []
         host = socket.gethostname()
@@ -163,7 +219,10 @@ class Invocation(models.Model):
             pid = invocation.worker.rsplit(":", 1)[1]
             if not pid.isdigit() or _process_alive(int(pid)):
                 continue
-            invocation.fail("ServiceException", "The worker running this invocation stopped before it finished.")
+            with transaction.atomic():
+                invocation.fail("ServiceException", "The worker running this invocation stopped before it finished.")
+                if then is not None:
+                    then(invocation)
             orphans.append(invocation)
         return orphans
 
@@ -196,12 +255,15 @@ class Invocation(models.Model):
 
 
 # What a worker needs of an invocation to run it (Invocation.claim returns these).
-RUN_FIELDS = ("kind", "config", "event", "function", "memory_size_mb")
+RUN_FIELDS = ("kind", "config", "event", "function", "memory_size_mb", "qualifier", "created_at", "attempts")
 
 
 def _from_db(field, value):
-    converter = getattr(field, "from_db_value", None)
-    return converter(value, None, connection) if converter else value
+    """Convert a raw column value as the ORM would (e.g. SQLite's datetime text, a JSON field)."""
+    column = field.get_col(field.model._meta.db_table)
+    for converter in connection.ops.get_db_converters(column) + field.get_db_converters(connection):
+        value = converter(value, column, connection)
+    return value
 
 
 def _process_alive(pid):
@@ -211,3 +273,28 @@ def _process_alive(pid):
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+class DeadLetter(models.Model):
+    """An asynchronous event that failed every attempt or grew too old, kept in its function's dead-letter
+    inbox until it is redriven (invoked again, perhaps with an edited payload) or purged."""
+
+    class Condition(models.TextChoices):
+        RETRIES_EXHAUSTED = "RetriesExhausted"
+        EVENT_AGE_EXCEEDED = "EventAgeExceeded"
+
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="dead_letters")
+    invocation = models.OneToOneField(Invocation, on_delete=models.CASCADE, related_name="dead_letter")
+    condition = models.CharField(max_length=32, choices=Condition.choices)
+    # The event to redrive: the original until someone edits it.
+    payload = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+    redriven_at = models.DateTimeField(null=True, blank=True)
+    redrive = models.ForeignKey(Invocation, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["function", "redriven_at", "-created_at"], name="dead_letter_inbox")]
+
+    def __str__(self):
+        return f"dead letter of {self.invocation_id}"

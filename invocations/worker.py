@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import close_old_connections
 from rq import SimpleWorker
 
-from invocations import concurrency
+from invocations import asynchronous, concurrency
 from invocations.models import Invocation
 from invocations.runtime import sandbox
 from invocations.runtime.pool import pool, remove_stale
@@ -40,10 +40,12 @@ class LambdaWorker(SimpleWorker):
         # SQLite file must not end the worker.
         try:
             close_old_connections()
-            for invocation in Invocation.fail_orphans():
+            for invocation in Invocation.fail_orphans(then=_retry_if_async):
                 self.log.warning("failed invocation %s: its worker (%s) died", invocation.pk, invocation.worker)
                 concurrency.release(invocation.function_id, invocation.pk)
                 notify_finished(invocation.pk)
+            for invocation in asynchronous.requeue_lost():
+                self.log.warning("queued asynchronous invocation %s again: Redis had lost its job", invocation.pk)
             remove_stale()  # what dead workers on this host left: cgroups, mounted /tmp disks
             pool.evict()  # idle environments past their timeout
         except Exception:
@@ -55,6 +57,12 @@ class LambdaWorker(SimpleWorker):
             return super().work(*args, **kwargs)
         finally:
             pool.close()
+
+
+def _retry_if_async(invocation):
+    # A worker dying mid-attempt is a failed attempt: the event is retried, never lost.
+    if invocation.kind == Invocation.Kind.ASYNC:
+        asynchronous.conclude(invocation)
 
 
 def _in_forked_child():

@@ -44,6 +44,21 @@ def workers(django_db_setup):
     assert not leftovers, f"stopped workers left {len(leftovers)} /tmp disks mounted: {leftovers[:3]}"
 
 
+@pytest.fixture(scope="class")
+def solo_worker(request, django_db_setup):
+    """One worker of the class's own, on its own queue, with the settings in the class's `worker_env`.
+
+    The class's tests send invocations there with `self.enterContext(use_queue(self.queue))`.
+    """
+    from django.conf import settings
+
+    queue = f"{settings.INVOCATION_QUEUE}-{request.cls.__name__}"
+    request.cls.queue = queue
+    request.cls.worker = start_worker(queue, request.cls.__name__, **request.cls.worker_env)
+    yield
+    stop([request.cls.worker])
+
+
 def scratch_mounts():
     from django.conf import settings
 

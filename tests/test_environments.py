@@ -15,7 +15,7 @@ from django.test import TransactionTestCase
 from invocations.models import Invocation
 from invocations.runtime.sandbox import ScratchDisk, layers, uid_pids
 from tests.base import World, WorkerTestCase, handler_zip
-from tests.processes import start_worker, stop, use_queue, wait_for
+from tests.processes import use_queue, wait_for
 
 COUNTER = """
     import os
@@ -42,16 +42,6 @@ def process_states(uid):
         if state != "Z":
             states[pid] = state
     return states
-
-
-@pytest.fixture(scope="class")
-def solo_worker(request, django_db_setup):
-    """One worker of the class's own, on its own queue, with the settings in the class's `worker_env`."""
-    queue = f"{settings.INVOCATION_QUEUE}-{request.cls.__name__}"
-    process = start_worker(queue, request.cls.__name__, **request.cls.worker_env)
-    request.cls.queue = queue
-    yield
-    stop([process])
 
 
 @pytest.mark.usefixtures("solo_worker")

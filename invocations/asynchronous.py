@@ -1,0 +1,186 @@
+"""What becomes of an asynchronous event after each attempt, as in Lambda: a failure is retried after a
+back-off while attempts and age allow; then the outcome goes to a destination (another function on
+success or failure; the function's dead-letter inbox on failure when nothing else is set).
+
+Every step is a database write in the transaction that records the attempt, so a worker dying at any
+point leaves either the attempt to be made again or its outcome delivered, never a lost event.
+"""
+
+import json
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rq.job import Job
+
+from functions.models import Alias, Function, Version, account_id
+from invocations import queue
+from invocations.invoke import RequestTooLarge, enqueue, invoke
+from invocations.models import DeadLetter, Invocation
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "Success"
+
+
+def retry_delay(attempts):
+    """Seconds to wait before the next attempt, after `attempts` failed ones (Lambda: ~1 min, then ~2)."""
+    delays = settings.ASYNC_RETRY_DELAYS
+    return delays[min(attempts, len(delays)) - 1]
+
+
+def age_seconds(invocation, now=None):
+    return ((now or timezone.now()) - invocation.created_at).total_seconds()
+
+
+def maximum_event_age(invocation):
+    return invocation.config["async"]["maximum_event_age_seconds"]
+
+
+def conclude(invocation):
+    """After an attempt of an asynchronous event has finished (its row SUCCEEDED, FAILED or TIMED_OUT):
+    queue the next attempt, or send the outcome to its destination. Call inside a transaction."""
+    if invocation.status == Invocation.Status.SUCCEEDED:
+        deliver(invocation, SUCCESS)
+        return
+    if invocation.attempts > invocation.config["async"]["maximum_retry_attempts"]:
+        deliver(invocation, DeadLetter.Condition.RETRIES_EXHAUSTED)
+        return
+    delay = retry_delay(invocation.attempts)
+    if age_seconds(invocation) + delay > maximum_event_age(invocation):
+        # Lambda discards an event that would be too old by its next attempt.
+        deliver(invocation, DeadLetter.Condition.EVENT_AGE_EXCEEDED)
+        return
+    retry_at = timezone.now() + timedelta(seconds=delay)
+    invocation.requeue(f"{invocation.pk}-attempt-{invocation.attempts + 1}", retry_at)
+    transaction.on_commit(lambda: enqueue(invocation, at=retry_at))
+
+
+def expire(invocation):
+    """End a claimed event that is already older than its maximum age. Call inside a transaction."""
+    invocation.expire()
+    deliver(invocation, DeadLetter.Condition.EVENT_AGE_EXCEEDED)
+
+
+def destination_record(invocation, condition):
+    """The record Lambda sends to a destination (the "Invocation record" in Lambda's documentation)."""
+    function_arn = f"{invocation.function.arn}:{invocation.qualifier or '$LATEST'}"
+    record = {
+        "version": "1.0",
+        "timestamp": timezone.now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "requestContext": {
+            "requestId": invocation.request_id,
+            "functionArn": function_arn,
+            "condition": condition,
+            "approximateInvokeCount": invocation.attempts,
+        },
+        "requestPayload": _json_or_text(invocation.event),
+    }
+    if invocation.attempts:  # an event that never ran has no response
+        response_context = {"statusCode": 200, "executedVersion": invocation.config["version"]}
+        if invocation.status != Invocation.Status.SUCCEEDED:
+            response_context["functionError"] = "Unhandled"
+        record["responseContext"] = response_context
+        record["responsePayload"] = _json_or_text(invocation.result)
+    return record
+
+
+def deliver(invocation, condition):
+    """Send the outcome to the destination for `condition`; a failure with no destination, or whose
+    destination is gone, lands in the dead-letter inbox. Call inside a transaction."""
+    destinations = invocation.config["async"]
+    target = destinations["on_success"] if condition == SUCCESS else destinations["on_failure"]
+    if target:
+        try:
+            sent = invoke_destination(invocation, target, destination_record(invocation, condition))
+        except (Function.DoesNotExist, Version.DoesNotExist, Alias.DoesNotExist, RequestTooLarge) as e:
+            log.warning("destination %s of invocation %s failed: %s", target, invocation.pk, e)
+            if condition == SUCCESS:
+                _set_destination(invocation, f"{target} (not delivered: {_reason(e)})")
+                return
+        else:
+            _set_destination(invocation, f"{target} (invocation {sent.pk})")
+            return
+    if condition != SUCCESS:
+        DeadLetter.objects.create(function_id=invocation.function_id, invocation=invocation, condition=condition,
+                                  payload=invocation.event)
+        _set_destination(invocation, "dead-letter inbox" if not target else
+                         f"dead-letter inbox ({target} not delivered)")
+
+
+def invoke_destination(invocation, target, record):
+    """Invoke the destination function `target` (an ARN of the same owner's function, perhaps qualified)
+    asynchronously with the record."""
+    function, qualifier = function_for_arn(invocation.function.owner, target)
+    return invoke(function, json.dumps(record), kind=Invocation.Kind.ASYNC, source="destination",
+                  qualifier=qualifier)
+
+
+def function_for_arn(owner, arn):
+    """Return (function, qualifier or None) for a function ARN of `owner`; raise Function.DoesNotExist."""
+    prefix = f"arn:aws:lambda:{settings.LAMBDA_REGION}:{account_id(owner)}:function:"
+    if not arn.startswith(prefix):
+        raise Function.DoesNotExist(f"{arn} is not one of your functions")
+    name, _, qualifier = arn[len(prefix):].partition(":")
+    function = Function.objects.get(owner=owner, name=name)
+    if qualifier:
+        function.resolve(qualifier)  # raises if the version or alias is gone
+    return function, qualifier or None
+
+
+def _set_destination(invocation, text):
+    invocation.destination = text[:300]
+    Invocation.objects.filter(pk=invocation.pk).update(destination=invocation.destination)
+
+
+def _reason(error):
+    return "gone" if isinstance(error, (Function.DoesNotExist, Version.DoesNotExist, Alias.DoesNotExist)) else str(error)
+
+
+def _json_or_text(text):
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return text
+
+
+def requeue_lost(now=None):
+    """Queue again the asynchronous events that are due but whose job Redis no longer has; return them.
+
+    A job is lost when Redis restarts without persistence, or when queueing failed (Redis was down).
+    """
+    now = now or timezone.now()
+    overdue = now - timedelta(seconds=settings.ASYNC_REQUEUE_AFTER)
+    lost = []
+    connection = queue.connection()
+    for invocation in Invocation.objects.filter(
+        status=Invocation.Status.QUEUED, kind=Invocation.Kind.ASYNC, retry_at__lt=overdue,
+    ).only("id", "job_id", "config", "kind"):
+        try:
+            if Job.exists(invocation.job_id, connection=connection):
+                continue
+        except RedisError:
+            return lost  # nothing can be queued now; the next pass tries again
+        invocation.job_id = f"{invocation.pk}-requeued-{int(now.timestamp())}"
+        Invocation.objects.filter(pk=invocation.pk, status=Invocation.Status.QUEUED).update(job_id=invocation.job_id)
+        enqueue(invocation)
+        lost.append(invocation)
+    return lost
+
+
+def redrive(letter):
+    """Invoke the dead letter's function again, asynchronously, with its (perhaps edited) payload, through
+    the qualifier first used; return the new invocation, or None if the letter was already redriven.
+    Raise Version.DoesNotExist or Alias.DoesNotExist if that qualifier is gone."""
+    with transaction.atomic():
+        invocation = invoke(letter.function, letter.payload, kind=Invocation.Kind.ASYNC, source="redrive",
+                            qualifier=letter.invocation.qualifier or None)
+        # Whoever marks the letter redriven first keeps its invocation: a double click redrives once.
+        if not DeadLetter.objects.filter(pk=letter.pk, redriven_at__isnull=True).update(
+                redriven_at=timezone.now(), redrive=invocation):
+            transaction.set_rollback(True)
+            return None
+    return invocation

@@ -1,0 +1,79 @@
+"""HTTP endpoints, like Lambda function URLs: /url/<url id>/<path> invokes the function synchronously with
+an API Gateway HTTP API (payload 2.0) event and answers with what it returned.
+
+The request waits on a gunicorn thread (`./dev run` gives each web process several), so a slow function
+does not hold up the rest of the site.
+"""
+
+import json
+import uuid
+
+from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest
+from django.views.decorators.csrf import csrf_exempt
+
+from functions.models import Alias, Trigger, Version
+from invocations.invoke import RequestTooLarge, invoke_and_wait
+from invocations.models import Invocation
+from invocations.sources import http
+
+
+@csrf_exempt  # called by programs, authenticated (if at all) by its own key, never by a session
+@login_not_required
+def endpoint(request, url_id, path=""):
+    trigger = (Trigger.objects.select_related("function__owner", "function__code")
+               .filter(kind=Trigger.Kind.HTTP, url_id=url_id).first())
+    if trigger is None:
+        return http.error_response(404, "Not Found")
+    cors = trigger.config.get("cors") or {}
+    response = http.preflight_response(request, cors)
+    if response is None:
+        response = serve(request, trigger, "/" + path)
+    return http.apply_cors(request, response, cors)
+
+
+def serve(request, trigger, raw_path, authenticated=False):
+    """Invoke the endpoint's function for `request` and map its outcome to an HTTP answer."""
+    if not trigger.enabled:
+        return http.error_response(403, "Forbidden")
+    if (trigger.config.get("auth_type") == Trigger.Auth.KEY and not authenticated
+            and not trigger.check_key(request.headers.get("x-api-key", ""))):
+        return http.error_response(403, "Forbidden")
+    try:
+        event = http.build_event(request, raw_path=raw_path, api_id=trigger.url_id, request_id=str(uuid.uuid4()))
+        invocation = invoke_and_wait(trigger.function, json.dumps(event), source="http",
+                                     qualifier=trigger.qualifier or None, trigger=trigger)
+    except (RequestDataTooBig, RequestTooLarge):
+        return http.error_response(413, "Request Entity Too Large")
+    except (Version.DoesNotExist, Alias.DoesNotExist):
+        return http.error_response(404, "Not Found")
+    response = _answer(invocation)
+    response["X-Amzn-RequestId"] = invocation.request_id
+    return response
+
+
+def _answer(invocation):
+    status = invocation.status
+    if status == Invocation.Status.SUCCEEDED:
+        return http.response_from_result(invocation.result)
+    if status == Invocation.Status.THROTTLED:
+        return http.error_response(*http.THROTTLED)
+    if status == Invocation.Status.TIMED_OUT or not invocation.is_finished:
+        # Also when the wait ran out: the invocation record shows the rest when it ends.
+        return http.error_response(*http.TIMED_OUT)
+    return http.error_response(*http.FUNCTION_ERROR)
+
+
+def sample_request(console_request, trigger):
+    """A GET of the endpoint's root, as the console's "fire now" sends it through serve()."""
+    sample = HttpRequest()
+    sample.method = "GET"
+    sample.path = sample.path_info = f"/url/{trigger.url_id}/"
+    sample.META = {
+        "REQUEST_METHOD": "GET", "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": console_request.get_host(), "REMOTE_ADDR": console_request.META.get("REMOTE_ADDR", ""),
+        "HTTP_USER_AGENT": "lambda-console (fire now)", "HTTP_ACCEPT": "*/*",
+    }
+    sample._body = b""
+    return sample

@@ -1,0 +1,240 @@
+"""Asynchronous invocation as Lambda's: retries with back-off, maximum event age, destinations, the
+dead-letter inbox and redrive, payload limits, and no event lost to a dead worker or a lost job.
+Real workers (one of the class's own, with short retry delays), real sandboxes."""
+
+import json
+import signal
+import time
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from django.test import TransactionTestCase, override_settings
+from django.urls import reverse
+from django.utils import timezone
+
+from functions.models import EventInvokeConfig
+from invocations.asynchronous import redrive
+from invocations.invoke import RequestTooLarge, invoke
+from invocations.models import DeadLetter, Invocation
+from tests.base import BaseTestCase, World, handler_zip
+from tests.processes import start_worker, stop, use_queue, wait_for
+
+# Fails when the event says so; otherwise echoes it.
+FLAKY = """
+    import time
+    def handler(event, context):
+        if event.get("slow_until", 0) > time.time():
+            time.sleep(60)
+        if event.get("fail"):
+            raise ValueError("asked to fail")
+        return {"echo": event}
+"""
+
+UNREACHABLE_REDIS = {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}
+
+
+@pytest.mark.usefixtures("solo_worker")
+class AsyncTests(World, TransactionTestCase):
+    # Retries after 1 s and then 2 s (Lambda: ~1 and ~2 minutes); lost jobs are looked for every second.
+    worker_env = {"ASYNC_RETRY_DELAYS": "1,2", "WORKER_MAINTENANCE_INTERVAL": "1", "ASYNC_REQUEUE_AFTER": "1"}
+
+    def setUp(self):
+        self.make_world()
+        self.enterContext(use_queue(self.queue))
+        self.fn = self.create_function(handler_zip(FLAKY), name="flaky", timeout=90)
+
+    def invoke_async(self, event, function=None, **kwargs):
+        return invoke(function or self.fn, json.dumps(event), kind=Invocation.Kind.ASYNC, **kwargs)
+
+    def wait_finished(self, invocation, timeout=30):
+        # An outcome and its destination are written in one transaction: both show, or neither.
+        finished = wait_for(
+            lambda: Invocation.objects.filter(pk=invocation.pk, status__in=Invocation.FINISHED).first(), timeout)
+        self.assertIsNotNone(finished, f"invocation {invocation.pk} did not finish: "
+                                       f"{Invocation.objects.get(pk=invocation.pk).status}")
+        return finished
+
+    def test_an_event_is_answered_at_once_and_runs_later(self):
+        invocation = self.invoke_async({"n": 1})
+        self.assertEqual(invocation.status, Invocation.Status.QUEUED)
+        done = self.wait_finished(invocation)
+        self.assertEqual(done.status, Invocation.Status.SUCCEEDED)
+        self.assertEqual(done.attempts, 1)
+        self.assertEqual(json.loads(done.result), {"echo": {"n": 1}})
+        self.assertEqual(done.destination, "")  # no success destination: nothing sent
+        self.assertFalse(DeadLetter.objects.exists())
+
+    def test_a_failing_event_is_tried_three_times_with_back_off_then_lands_in_the_inbox(self):
+        started = time.monotonic()
+        invocation = self.invoke_async({"fail": True})
+        done = self.wait_finished(invocation)
+        elapsed = time.monotonic() - started
+        self.assertEqual(done.status, Invocation.Status.FAILED)
+        self.assertEqual(done.attempts, 3)
+        self.assertEqual(done.error_type, "ValueError")
+        # Every attempt's log and bill stay on the row.
+        self.assertEqual(done.log.count(f"START RequestId: {done.pk}"), 3)
+        self.assertEqual(done.log.count("REPORT RequestId"), 3)
+        self.assertGreaterEqual(done.billed_duration_ms, 3)
+        # The back-off (1 s, then 2 s) was waited out between the attempts.
+        self.assertGreaterEqual(elapsed, 3)
+        letter = DeadLetter.objects.get()
+        self.assertEqual((letter.invocation_id, letter.condition, letter.payload),
+                         (done.pk, "RetriesExhausted", json.dumps({"fail": True})))
+        self.assertEqual(done.destination, "dead-letter inbox")
+
+    def test_retry_attempts_zero_means_one_attempt(self):
+        EventInvokeConfig.objects.create(function=self.fn, maximum_retry_attempts=0)
+        done = self.wait_finished(self.invoke_async({"fail": True}))
+        self.assertEqual((done.status, done.attempts), (Invocation.Status.FAILED, 1))
+        self.assertEqual(DeadLetter.objects.get().condition, "RetriesExhausted")
+
+    def test_the_settings_of_the_qualifier_invoked_apply(self):
+        version, _ = self.fn.publish()
+        self.fn.aliases.create(name="live", version=version)
+        EventInvokeConfig.objects.create(function=self.fn, qualifier="live", maximum_retry_attempts=1)
+        done = self.wait_finished(self.invoke_async({"fail": True}, qualifier="live"))
+        self.assertEqual(done.attempts, 2)
+        self.assertEqual(done.version, "1")
+
+    def test_an_event_older_than_its_maximum_age_is_not_run_and_is_recorded(self):
+        EventInvokeConfig.objects.create(function=self.fn, maximum_event_age_seconds=60)
+        with transaction.atomic():  # the job is queued when this block commits
+            invocation = self.invoke_async({"n": 1})
+            Invocation.objects.filter(pk=invocation.pk).update(created_at=timezone.now() - timedelta(seconds=61))
+        done = self.wait_finished(invocation)
+        self.assertEqual((done.status, done.attempts, done.error_type), ("EXPIRED", 0, "EventAgeExceeded"))
+        self.assertEqual(done.log, "")
+        self.assertEqual(DeadLetter.objects.get().condition, "EventAgeExceeded")
+
+    def test_no_retry_is_made_past_the_maximum_age(self):
+        EventInvokeConfig.objects.create(function=self.fn, maximum_event_age_seconds=60)
+        with transaction.atomic():
+            invocation = self.invoke_async({"fail": True})
+            # Young enough to run once; too old by the time the first retry (1 s later) would come.
+            Invocation.objects.filter(pk=invocation.pk).update(created_at=timezone.now() - timedelta(seconds=59.5))
+        done = self.wait_finished(invocation)
+        self.assertEqual((done.status, done.attempts), (Invocation.Status.FAILED, 1))
+        self.assertEqual(DeadLetter.objects.get().condition, "EventAgeExceeded")
+
+    def test_destinations_receive_lambdas_invocation_record(self):
+        sink = self.create_function(handler_zip("def handler(event, context):\n    return event\n"), name="sink")
+        EventInvokeConfig.objects.create(function=self.fn, on_success=sink.arn, on_failure=f"{sink.arn}:$LATEST")
+        ok = self.wait_finished(self.invoke_async({"n": 7}))
+        self.assertEqual(ok.destination, f"{sink.arn} (invocation {sink.invocations.get().pk})")
+        EventInvokeConfig.objects.filter(function=self.fn).update(maximum_retry_attempts=0)
+        failed = self.wait_finished(self.invoke_async({"fail": True}))
+        self.assertFalse(DeadLetter.objects.exists())  # the failure destination took it
+
+        records = {}
+        for delivered in sink.invocations.all():
+            self.wait_finished(delivered)
+            record = json.loads(delivered.event)
+            records[record["requestContext"]["condition"]] = record
+            self.assertEqual(delivered.kind, "Event")
+            self.assertEqual(delivered.source, "destination")
+        success, failure = records["Success"], records["RetriesExhausted"]
+        # The shape of Lambda's documented record (lambda/latest/dg/invocation-async-retain-records.html).
+        self.assertEqual(set(success), {"version", "timestamp", "requestContext", "requestPayload",
+                                        "responseContext", "responsePayload"})
+        self.assertEqual(success["version"], "1.0")
+        self.assertRegex(success["timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+        self.assertEqual(success["requestContext"], {
+            "requestId": str(ok.pk), "functionArn": f"{self.fn.arn}:$LATEST", "condition": "Success",
+            "approximateInvokeCount": 1,
+        })
+        self.assertEqual(success["requestPayload"], {"n": 7})
+        self.assertEqual(success["responseContext"], {"statusCode": 200, "executedVersion": "$LATEST"})
+        self.assertEqual(success["responsePayload"], {"echo": {"n": 7}})
+        self.assertEqual(failure["requestContext"]["approximateInvokeCount"], 1)
+        self.assertEqual(failure["requestContext"]["requestId"], str(failed.pk))
+        self.assertEqual(failure["responseContext"],
+                         {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"})
+        self.assertEqual(failure["responsePayload"]["errorType"], "ValueError")
+        self.assertEqual(failure["responsePayload"]["errorMessage"], "asked to fail")
+
+    def test_a_gone_failure_destination_falls_back_to_the_inbox(self):
+        sink = self.create_function(handler_zip("def handler(e, c):\n    return e\n"), name="gone-sink")
+        EventInvokeConfig.objects.create(function=self.fn, on_failure=sink.arn, maximum_retry_attempts=0)
+        sink.delete()
+        done = self.wait_finished(self.invoke_async({"fail": True}))
+        self.assertEqual(DeadLetter.objects.get().invocation_id, done.pk)
+        self.assertIn("not delivered", done.destination)
+
+    def test_a_redriven_event_runs_again_with_its_edited_payload_once(self):
+        EventInvokeConfig.objects.create(function=self.fn, maximum_retry_attempts=0)
+        self.wait_finished(self.invoke_async({"fail": True}))
+        letter = DeadLetter.objects.get()
+        letter.payload = json.dumps({"fixed": True})
+        letter.save()
+        again = redrive(letter)
+        self.assertIsNone(redrive(letter))  # a second click finds it redriven
+        done = self.wait_finished(again)
+        self.assertEqual((done.status, done.source, done.kind), ("SUCCEEDED", "redrive", "Event"))
+        self.assertEqual(json.loads(done.result), {"echo": {"fixed": True}})
+        letter.refresh_from_db()
+        self.assertEqual(letter.redrive_id, again.pk)
+        self.assertIsNotNone(letter.redriven_at)
+        self.assertEqual(Invocation.objects.filter(source="redrive").count(), 1)
+
+    def test_an_event_whose_job_redis_lost_is_queued_again(self):
+        with override_settings(RQ_QUEUES={self.queue: UNREACHABLE_REDIS}):
+            invocation = self.invoke_async({"n": 2})  # queueing fails: the row stays QUEUED
+        self.assertEqual(Invocation.objects.get(pk=invocation.pk).status, Invocation.Status.QUEUED)
+        done = self.wait_finished(invocation)  # the worker's sweep finds it within a few passes
+        self.assertEqual((done.status, done.attempts), (Invocation.Status.SUCCEEDED, 1))
+        self.assertIn("-requeued-", done.job_id)
+
+
+@pytest.mark.usefixtures("solo_worker")
+class KilledWorkerTests(World, TransactionTestCase):
+    """A worker SIGKILLed mid-attempt: the attempt counts as failed and the event is retried."""
+
+    worker_env = {"ASYNC_RETRY_DELAYS": "3", "WORKER_MAINTENANCE_INTERVAL": "1"}
+
+    def setUp(self):
+        self.make_world()
+        self.enterContext(use_queue(self.queue))
+
+    def test_a_worker_killed_mid_attempt_means_a_retry_not_a_lost_event(self):
+        fn = self.create_function(handler_zip(FLAKY), name="killed-async", timeout=90)
+        # Slow (for a minute) only if started within 2 s: the retry, 3 s after the kill, is quick.
+        invocation = invoke(fn, json.dumps({"slow_until": time.time() + 2}), kind=Invocation.Kind.ASYNC)
+        running = wait_for(lambda: Invocation.objects.filter(pk=invocation.pk, status="RUNNING").exists(), 20)
+        self.assertTrue(running)
+        self.worker.send_signal(signal.SIGKILL)
+        self.worker.wait()
+        # A new worker sweeps the orphan at start, and makes the retry.
+        type(self).worker = start_worker(self.queue, f"{type(self).__name__}-2", **self.worker_env)
+        done = wait_for(lambda: Invocation.objects.filter(pk=invocation.pk, status="SUCCEEDED").first(), 30)
+        self.assertIsNotNone(done, Invocation.objects.get(pk=invocation.pk).status)
+        self.assertEqual(done.attempts, 2)
+        self.assertFalse(DeadLetter.objects.exists())
+
+
+class PayloadLimitTests(BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        self.fn = self.create_function(handler_zip("def handler(e, c):\n    return e\n"))
+
+    def test_events_over_lambdas_limits_are_refused_with_its_error_and_nothing_is_written(self):
+        big_async = json.dumps({"x": "a" * (1024 * 1024)})
+        with self.assertRaisesMessage(RequestTooLarge, "too large for the Event invocation type (limit 1048576 bytes)"):
+            invoke(self.fn, big_async, kind=Invocation.Kind.ASYNC)
+        invoke(self.fn, big_async)  # fine synchronously
+        with self.assertRaisesMessage(RequestTooLarge, "Request must be smaller than 6291456 bytes"):
+            invoke(self.fn, json.dumps({"x": "a" * (6 * 1024 * 1024)}))
+        self.assertEqual(Invocation.objects.count(), 1)
+
+    def test_the_console_invokes_asynchronously_with_202_and_checks_the_async_limit(self):
+        self.client.force_login(self.alice)
+        url = reverse("functions:invoke", args=[self.fn.name])
+        response = self.client.post(url, {"event": json.dumps({"x": "a" * (1024 * 1024)}), "invocation_type": "Event"})
+        self.assertContains(response, "RequestTooLargeException", status_code=400)
+        self.assertFalse(Invocation.objects.exists())
+        with self.captureOnCommitCallbacks(execute=False):
+            response = self.client.post(url, {"event": '{"a": 1}', "invocation_type": "Event"})
+        invocation = Invocation.objects.get()
+        self.assertContains(response, str(invocation.pk), status_code=202)
+        self.assertEqual((invocation.kind, invocation.status), ("Event", "QUEUED"))
