@@ -27,7 +27,8 @@ def endpoint(request, url_id, path=""):
     if trigger is None:
         return http.error_response(404, "Not Found")
     cors = trigger.config.get("cors") or {}
-    response = http.preflight_response(request, cors)
+    # A disabled endpoint answers nothing else, CORS preflights included (serve() checks it for the rest).
+    response = http.preflight_response(request, cors) if trigger.enabled else None
     if response is None:
         response = serve(request, trigger, "/" + path)
     return http.apply_cors(request, response, cors)

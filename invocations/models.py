@@ -238,8 +238,13 @@ class Invocation(models.Model):
                 "message": "Rate Exceeded.",
             }),
         )
-        # Queued (invoke() at reserved concurrency 0) or claimed by the worker that found no free slot.
-        Invocation.objects.filter(pk=self.pk, status__in=[self.Status.QUEUED, self.Status.RUNNING]).update(**fields)
+        # Claimed by the worker that found no free slot (so not an attempt), or still queued (invoke() at
+        # reserved concurrency 0).
+        claimed = Invocation.objects.filter(pk=self.pk, status=self.Status.RUNNING)
+        if claimed.update(attempts=F("attempts") - 1, **fields):
+            self.attempts -= 1
+        else:
+            Invocation.objects.filter(pk=self.pk, status=self.Status.QUEUED).update(**fields)
         for name, value in fields.items():
             setattr(self, name, value)
 

@@ -111,13 +111,29 @@ class ThrottleEdgeTests(World, TransactionTestCase):
         fn.reserved_concurrency = 0
         fn.save()
         event = invoke(fn, "{}", kind=Invocation.Kind.ASYNC)
-        Invocation.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(hours=6))
+        # Young enough to be tried; too old by the next try (the 10th waits 300 s).
+        Invocation.objects.filter(pk=event.pk).update(created_at=timezone.now() - timedelta(hours=6, seconds=-100))
         self.assertEqual(run_invocation(str(event.pk), throttled=9), Invocation.Status.THROTTLED)
         event.refresh_from_db()
         self.assertEqual(event.status, Invocation.Status.THROTTLED)
         self.assertEqual(event.error_type, "TooManyRequestsException")
+        self.assertEqual(event.attempts, 0)
+        # Recorded, and in the inbox: never dropped silently.
+        self.assertEqual(event.dead_letter.condition, "EventAgeExceeded")
 
     def test_a_redis_failure_while_leasing_fails_the_invocation_instead_of_leaving_it_running(self):
+        fn = self.create_function(handler_zip(SLEEPER))
+        fn.reserved_concurrency = 1
+        fn.save()
+        event = invoke(fn, "{}", kind=Invocation.Kind.SYNC)
+        dead = {settings.INVOCATION_QUEUE: {"URL": "redis://127.0.0.1:1/0"}}
+        with override_settings(RQ_QUEUES=dead), self.assertRaises(RedisError):
+            run_invocation(str(event.pk))
+        event.refresh_from_db()
+        self.assertEqual(event.status, Invocation.Status.FAILED)
+        self.assertEqual(event.error_type, "ServiceException")
+
+    def test_a_redis_failure_while_leasing_makes_an_async_event_wait_for_a_retry(self):
         fn = self.create_function(handler_zip(SLEEPER))
         fn.reserved_concurrency = 1
         fn.save()
@@ -126,5 +142,7 @@ class ThrottleEdgeTests(World, TransactionTestCase):
         with override_settings(RQ_QUEUES=dead), self.assertRaises(RedisError):
             run_invocation(str(event.pk))
         event.refresh_from_db()
-        self.assertEqual(event.status, Invocation.Status.FAILED)
-        self.assertEqual(event.error_type, "ServiceException")
+        # The failed attempt is on the row, and the event waits for its retry (the workers' sweep queues
+        # it if Redis lost the job).
+        self.assertEqual((event.status, event.attempts, event.error_type), ("QUEUED", 1, "ServiceException"))
+        self.assertGreater(event.retry_at, event.created_at)

@@ -19,6 +19,7 @@ import base64
 import binascii
 import calendar
 import json
+import re
 from datetime import timezone as dt_timezone
 from http.cookies import Morsel
 from urllib.parse import parse_qsl
@@ -55,6 +56,12 @@ SKIPPED_RESPONSE_HEADERS = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "trailers",
     "transfer-encoding", "upgrade", "content-length",
 }
+
+# What a server may write in a response header (RFC 9110 5.1 token names; no control characters but tab in
+# values). Django itself only refuses CR and LF in values, so anything else the function returns that breaks
+# these rules would make gunicorn fail the whole response with a bare 500 instead of the function URL's 502.
+HEADER_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9a-zA-Z]+")
+HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
@@ -154,8 +161,13 @@ def _custom_response(result):
     for name, value in headers.items():
         if name.lower() not in SKIPPED_RESPONSE_HEADERS:
             # Header values in the payload are strings; other JSON values are sent as their JSON text.
-            response[name] = value if isinstance(value, str) else json.dumps(value)
+            value = value if isinstance(value, str) else json.dumps(value)
+            if not HEADER_NAME_RE.fullmatch(name) or HEADER_VALUE_BAD_RE.search(value):
+                raise ValueError(f"invalid response header {name!r}")
+            response[name] = value
     for i, cookie in enumerate(cookies):
+        if HEADER_VALUE_BAD_RE.search(str(cookie)):
+            raise ValueError("invalid cookie")
         # Docs ("Cookies"): Lambda adds each cookie as its own set-cookie header. Django writes one
         # Set-Cookie line per entry of response.cookies, so each raw string gets a morsel of its own.
         morsel = _RawCookie(str(cookie))
