@@ -154,7 +154,9 @@ class ScheduleForm(forms.Form):
     expression = forms.CharField(max_length=256, initial="rate(5 minutes)",
                                  help_text="rate(5 minutes), rate(1 hour), or cron(0 12 * * ? *): minutes hours "
                                            "day-of-month month day-of-week year, with ? in one day field.")
-    timezone = forms.CharField(max_length=64, initial="UTC", help_text="For cron(): e.g. Europe/Paris")
+    # Empty means UTC (clean_timezone), as a rate() needs no zone.
+    timezone = forms.CharField(max_length=64, initial="UTC", required=False,
+                               help_text="For cron(): e.g. Europe/Paris")
     enabled = forms.BooleanField(required=False, initial=True)
 
     def __init__(self, *args, function, trigger=None, **kwargs):

@@ -51,11 +51,11 @@ def handler(event, context):
     if path == "/string":
         return "Hello, world!"
     if path == "/bad-cookie":
-        return {"statusCode": 200, "cookies": ["a=1\r\nX-Injected: yes"], "body": "x"}
+        return {"statusCode": 200, "cookies": ["a=1\\r\\nX-Injected: yes"], "body": "x"}
     if path == "/bad-header-name":
         return {"statusCode": 200, "headers": {"Bad Name": "1"}, "body": "x"}
     if path == "/bad-header-value":
-        return {"statusCode": 200, "headers": {"X-Nul": "a\x00b"}, "body": "x"}
+        return {"statusCode": 200, "headers": {"X-Nul": "a\\x00b"}, "body": "x"}
     return {"statusCode": 404, "body": "no such path"}
 """
 
