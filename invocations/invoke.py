@@ -1,6 +1,7 @@
 """Start invocations: write the row, queue the job after commit, and (for sync callers) wait for it."""
 
 import logging
+from datetime import timedelta
 
 from django.db import transaction
 from redis.exceptions import RedisError
@@ -25,6 +26,12 @@ def longest_run_seconds(config):
 def job_timeout(config):
     # RQ's own timeout is only a backstop: the environment enforces the function's timeout itself.
     return longest_run_seconds(config) + WAIT_MARGIN_SECONDS + 60
+
+
+def whole_second_after(moment):
+    """`moment` rounded up to a whole second: RQ's scheduler drops the fraction, which would run a job
+    up to a second early."""
+    return moment.replace(microsecond=0) + timedelta(seconds=1) if moment.microsecond else moment
 
 
 class RequestTooLarge(Exception):
@@ -80,7 +87,7 @@ def enqueue(invocation, at=None):
         if at is None:
             q.enqueue_call("invocations.jobs.run_invocation", **options)
         else:
-            q.enqueue_at(at, "invocations.jobs.run_invocation", **options)
+            q.enqueue_at(whole_second_after(at), "invocations.jobs.run_invocation", **options)
     except RedisError as e:
         log.error("could not queue invocation %s: %s", invocation.pk, e)
         if invocation.kind == Invocation.Kind.SYNC:

@@ -11,7 +11,7 @@ from redis.exceptions import RedisError
 
 from invocations import concurrency, queue
 from invocations.asynchronous import age_seconds, conclude, deliver, expire, maximum_event_age
-from invocations.invoke import WAIT_MARGIN_SECONDS, job_timeout, longest_run_seconds
+from invocations.invoke import WAIT_MARGIN_SECONDS, job_timeout, longest_run_seconds, whole_second_after
 from invocations.models import DeadLetter, Invocation
 from invocations.runtime.pool import pool
 from invocations.wakeup import notify_finished
@@ -92,7 +92,7 @@ def _throttle(invocation, throttled):
             invocation.throttle()
             deliver(invocation, DeadLetter.Condition.EVENT_AGE_EXCEEDED)
         return invocation.status
-    retry_at = timezone.now() + timedelta(seconds=delay)
+    retry_at = whole_second_after(timezone.now() + timedelta(seconds=delay))
     job_id = f"{invocation.pk}-throttled-{throttled + 1}"
     invocation.unclaim(job_id, retry_at)
     try:

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from functions.models import EventInvokeConfig
 from invocations.asynchronous import redrive
-from invocations.invoke import RequestTooLarge, invoke
+from invocations.invoke import RequestTooLarge, invoke, invoke_and_wait
 from invocations.models import DeadLetter, Invocation
 from tests.base import BaseTestCase, World, handler_zip
 from tests.processes import start_worker, stop, use_queue, wait_for
@@ -64,6 +64,11 @@ class AsyncTests(World, TransactionTestCase):
         self.assertEqual(json.loads(done.result), {"echo": {"n": 1}})
         self.assertEqual(done.destination, "")  # no success destination: nothing sent
         self.assertFalse(DeadLetter.objects.exists())
+
+    def test_sync_and_async_invocations_share_warm_environments(self):
+        first = invoke_and_wait(self.fn, "{}")
+        then = self.wait_finished(self.invoke_async({}))
+        self.assertEqual((first.cold_start, then.cold_start), (True, False))
 
     def test_a_failing_event_is_tried_three_times_with_back_off_then_lands_in_the_inbox(self):
         started = time.monotonic()

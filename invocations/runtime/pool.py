@@ -26,9 +26,9 @@ def environment_key(snapshot):
     """Return the key under which environments for this configuration may be reused.
 
     Not the ARN: a version invoked by number or through an alias shares its environments, as in Lambda;
-    the ARN the caller used goes with each request.
+    the ARN the caller used goes with each request. Nor an asynchronous event's retry settings.
     """
-    same = {k: v for k, v in snapshot.items() if k != "arn"}
+    same = {k: v for k, v in snapshot.items() if k not in ("arn", "async")}
     return hashlib.sha256(json.dumps(same, sort_keys=True).encode()).hexdigest()[:32]
 
 
