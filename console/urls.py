@@ -16,6 +16,8 @@ urlpatterns = [
     path("invocations/", include("invocations.urls")),
     # HTTP endpoints (function URLs): public, each authenticated by its own settings.
     path("url/<str:url_id>/", endpoint, name="endpoint"),
+    # Without the slash too: APPEND_SLASH's redirect would turn a client's POST into a GET.
+    path("url/<str:url_id>", endpoint),
     path("url/<str:url_id>/<path:path>", endpoint, name="endpoint"),
     # Operator screens: Django's admin and the django-rq dashboard (staff only).
     path("admin/django-rq/", include("django_rq.urls")),

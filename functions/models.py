@@ -437,7 +437,7 @@ class Trigger(models.Model):
     def rule_arn(self):
         """The EventBridge rule a schedule stands for (its events name it in `resources`)."""
         return (f"arn:aws:events:{settings.LAMBDA_REGION}:{account_id(self.function.owner)}:"
-                f"rule/{self.function.name}-schedule-{self.pk}")
+                f"rule/{self.function.name[:40]}-schedule-{self.pk}")  # EventBridge rule names: ≤ 64
 
     def check_key(self, key):
         """Whether `key` is this endpoint's secret key, compared in constant time."""

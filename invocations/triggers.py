@@ -8,7 +8,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from functions.models import LATEST, Trigger
+from functions.models import LATEST, Alias, Trigger, Version
 from functions.views import _get_function_for_user
 from invocations import endpoints, schedules
 from invocations.forms import EventInvokeConfigForm, HttpEndpointForm, ScheduleForm
@@ -92,7 +92,11 @@ def trigger_fire(request, name, pk):
     function = _get_function_for_user(request, name)
     trigger = get_object_or_404(function.triggers.select_related("function__owner"), pk=pk)
     if trigger.kind == Trigger.Kind.SCHEDULE:
-        invocation = schedules.fire(trigger, timezone.now())
+        try:
+            invocation = schedules.fire(trigger, timezone.now())
+        except (Version.DoesNotExist, Alias.DoesNotExist):  # as its ticks are, when the alias is deleted
+            messages.error(request, f"The schedule was not fired: {trigger.target} no longer exists.")
+            return redirect(f"{function.get_absolute_url()}#triggers")
         messages.success(request, "Fired the schedule: its invocation is queued.")
         return redirect(invocation)
     response = endpoints.serve(endpoints.sample_request(request, trigger), trigger, "/", authenticated=True)

@@ -18,6 +18,8 @@ from tests.base import BaseTestCase, handler_zip
 # of the admin's site-level pages (index, app lists, password change...) are sent there, those of its model
 # pages and of the django-rq dashboard to the console's /login/ (LoginRequiredMiddleware acts first).
 PUBLIC = {"/status/", "/login/", "/admin/login/"}
+# HTTP endpoints answer anyone, authenticated by their own settings: an unknown one is a 404.
+ENDPOINT_PREFIX = "/url/"
 ADMIN_PREFIX = "/admin/"
 
 
@@ -149,6 +151,10 @@ class AnonymousAccessTests(AccessTestCase):
                 if url in PUBLIC:
                     if method == "get" and response.status_code != 200:
                         wrong.append(f"GET {url}: {response.status_code}, expected the public page")
+                    continue
+                if url.startswith(ENDPOINT_PREFIX):
+                    if response.status_code != 404 or response.json() != {"message": "Not Found"}:
+                        wrong.append(f"{method.upper()} {url}: {response.status_code}, expected 404 for no endpoint")
                     continue
                 logins = ["/login/"] + (["/admin/login/"] if url.startswith(ADMIN_PREFIX) else [])
                 expected = [f"{login}?next={quote(url)}" for login in logins]

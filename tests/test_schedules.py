@@ -279,6 +279,30 @@ class TwoSchedulersTests(ScheduleWorld, WorkerTestCase):
                        if re.match(rf"fired {trigger.pk}: invocation ", line)]
         self.assertEqual(len(fired_lines), 3, fired_lines)
 
+    def test_many_schedules_due_at_once_each_fire_once(self):
+        # Both schedulers find the same due rows and work through them in the same order: they contend for
+        # every one of them, which a lost conditional UPDATE would show as a second invocation.
+        schedulers = [self.start_scheduler(f"scheduler-many-{i}") for i in range(2)]
+        for process, log_name in schedulers:
+            started = wait_for(lambda: process.poll() is not None or "firing schedules" in Path(log_name).read_text(),
+                               30)
+            self.assertTrue(started and process.poll() is None, f"run_schedules did not start; see {log_name}")
+        fn = self.create_function(handler_zip(ECHO), name="crowd")
+        triggers = [self.make_schedule(fn, expression="rate(1 day)") for _ in range(30)]
+        tick = timezone.now() + timedelta(seconds=1)
+        Trigger.objects.filter(pk__in=[t.pk for t in triggers]).update(next_fire_at=tick)
+        self.assertTrue(wait_for(lambda: Invocation.objects.filter(function=fn).count() >= 30, 30))
+        self.assertFalse(wait_for(lambda: Invocation.objects.filter(function=fn).count() > 30, 2.5))
+        self.assertEqual(sorted(Invocation.objects.values_list("trigger_id", flat=True)),
+                         sorted(t.pk for t in triggers))
+        for process, _ in schedulers:
+            process.terminate()
+        for process, log_name in schedulers:
+            self.assertEqual(process.wait(timeout=10), 0, f"see {log_name}")
+        # Let the workers finish them before the test's rows are flushed.
+        self.assertTrue(wait_for(lambda: not Invocation.objects.exclude(status__in=Invocation.FINISHED).exists(), 60))
+        self.assertEqual(Invocation.objects.filter(status=Invocation.Status.SUCCEEDED).count(), 30)
+
 
 class ScheduleFormTests(BaseTestCase):
     def setUp(self):
