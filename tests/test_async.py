@@ -243,3 +243,52 @@ class PayloadLimitTests(BaseTestCase):
         invocation = Invocation.objects.get()
         self.assertContains(response, str(invocation.pk), status_code=202)
         self.assertEqual((invocation.kind, invocation.status), ("Event", "QUEUED"))
+
+
+# Lambda's documented invocation record for an event that failed three attempts
+# (https://docs.aws.amazon.com/lambda/latest/dg/invocation-async.html, "Example invocation record").
+AWS_FAILURE_RECORD = {
+    "version": "1.0",
+    "timestamp": "2019-11-14T18:16:05.568Z",
+    "requestContext": {
+        "requestId": "e4b46cbf-b738-xmpl-8880-a18cdf61200e",
+        "functionArn": "arn:aws:lambda:us-east-2:123456789012:function:my-function:$LATEST",
+        "condition": "RetriesExhausted",
+        "approximateInvokeCount": 3,
+    },
+    "requestPayload": {"ORDER_IDS": ["9e07af03-ce31-4ff3-xmpl-36dce652cb4f", "637de236-e7b2-464e-xmpl-baf57f86bb53",
+                                     "a81ddca6-2c35-45c7-xmpl-c3a03a31ed15"]},
+    "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+    "responsePayload": {
+        "errorMessage": "RequestId: e4b46cbf-b738-xmpl-8880-a18cdf61200e Process exited before completing request",
+    },
+}
+
+
+def shape(value):
+    """The keys and value types of a JSON document, recursively (lists by their first item)."""
+    if isinstance(value, dict):
+        return {key: shape(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [shape(value[0])] if value else []
+    return type(value).__name__
+
+
+class DestinationRecordTests(BaseTestCase):
+    def test_a_failure_record_has_the_shape_of_lambdas_documented_example(self):
+        from invocations.asynchronous import destination_record
+
+        fn = self.create_function(handler_zip("def handler(e, c):\n    return e\n"), name="my-function")
+        error = {"errorMessage": "RequestId: x Process exited before completing request"}
+        invocation = Invocation.objects.create(
+            function=fn, kind="Event", status="FAILED", attempts=3, memory_size_mb=128,
+            config={**fn.config_snapshot(), "async": EventInvokeConfig().snapshot()},
+            event=json.dumps(AWS_FAILURE_RECORD["requestPayload"]), result=json.dumps(error),
+        )
+        record = destination_record(invocation, "RetriesExhausted")
+        self.assertEqual(shape(record), shape(AWS_FAILURE_RECORD))
+        self.assertEqual(record["requestContext"]["functionArn"], f"{fn.arn}:$LATEST")
+        self.assertEqual(record["requestPayload"], AWS_FAILURE_RECORD["requestPayload"])
+        self.assertEqual(record["responseContext"], AWS_FAILURE_RECORD["responseContext"])
+        self.assertEqual(record["responsePayload"], error)
+        self.assertEqual(record["requestContext"]["approximateInvokeCount"], 3)
