@@ -1,7 +1,10 @@
 """The console in a real browser: Debian's Chromium driven by Playwright against the gunicorn server.
 
 Sign in, create a function from a ZIP, save a test event, invoke it through the real RQ workers and read
-the invocation page; and see that a broken ZIP is refused with a form error naming the problem.
+the invocation page; and see that a broken ZIP is refused with a form error naming the problem. Then what
+invokes a function by itself: an HTTP endpoint called from the browser, a schedule previewed, saved and fired
+by a real `run_schedules` process, and an asynchronous event that fails into the dead-letter inbox and is
+edited and redriven from there.
 """
 
 import base64
@@ -9,14 +12,19 @@ import hashlib
 import json
 import re
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.utils import timezone
 
-from functions.models import Function
+from functions.models import Function, Trigger
 from tests.base import handler_zip, make_zip
+from tests.processes import ROOT, child_env, log_dir, wait_for
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -228,3 +236,232 @@ def test_layer_environment_versions_and_a_canary_alias(page):
     expect(page.locator("#status")).to_have_text("Succeeded")
     result = json.loads(page.locator("#result").inner_text())
     assert result in ({"greeting": "hi first", "version": "1"}, {"greeting": "hi second", "version": "2"}), result
+
+
+BACKGROUND_TIMEOUT = 90  # seconds for what happens without the browser asking: schedules, async attempts
+
+
+def create_function(page, name, body):
+    """Create a function (128 MB, 10 s) from `body` through the console; land on its page."""
+    page.goto("/functions/")
+    open_create_form(page)
+    page.fill("#id_name", name)
+    page.fill("#id_handler", "lambda_function.handler")
+    page.fill("#id_timeout", "10")
+    page.set_input_files("#id_code", {"name": f"{name}.zip", "mimeType": "application/zip",
+                                      "buffer": handler_zip(body)})
+    submit(page, "#create", rf"/functions/{name}/$")
+
+
+def screenshot(page, name):
+    shot = log_dir() / f"browser-{name}.png"
+    page.screenshot(path=str(shot), full_page=True)
+
+
+def reload_until(page, locator, text, timeout=BACKGROUND_TIMEOUT):
+    """Reload the page, as a user waiting for something in the background does, until `locator` reads `text`."""
+    def shows():
+        page.reload()
+        return locator.count() == 1 and locator.inner_text().strip() == text
+
+    if not wait_for(shows, timeout, interval=0.5):
+        shown = locator.all_inner_texts()
+        pytest.fail(f"{page.url}: {locator} still reads {shown} after {timeout} s, expected {text!r}")
+
+
+@pytest.fixture
+def scheduler(workers):
+    """A real `manage.py run_schedules` on the test database, as `./dev run` starts one; stopped with SIGTERM."""
+    log_path = log_dir() / "run_schedules.log"
+    with open(log_path, "w") as log:
+        process = subprocess.Popen([sys.executable, "manage.py", "run_schedules"], cwd=ROOT,
+                                   env=child_env(PYTHONUNBUFFERED="1"), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        # It says so as it starts polling; only then can a due tick be expected to fire.
+        assert wait_for(lambda: "firing schedules" in log_path.read_text() or process.poll() is not None, 30), \
+            f"run_schedules did not start; see {log_path}"
+        assert process.poll() is None, f"run_schedules exited with {process.returncode}: {log_path.read_text()}"
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()  # so the session goes on; the test still fails below
+            process.wait()
+            code = None
+    assert code == 0, f"run_schedules did not exit cleanly on SIGTERM (exit {code}); see {log_path}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_http_endpoint_called_from_the_browser(page, gunicorn):
+    from playwright.sync_api import expect
+
+    sign_in(page)
+    create_function(page, "web-fn", """
+        def handler(event, context):
+            return {"statusCode": 200, "headers": {"content-type": "text/plain"}, "body": "hi " + event["rawPath"]}
+    """)
+    expect(page.locator("#triggers")).to_contain_text("No triggers")
+
+    # Add an endpoint anyone with the URL may call.
+    page.click("#add-http")
+    page.wait_for_url(re.compile(r"/functions/web-fn/triggers/new/http/$"))
+    page.select_option("#id_auth_type", "NONE")
+    submit(page, "#save-trigger", r"/functions/web-fn/#triggers$")
+    expect(page.locator(".messages")).to_contain_text("Saved the http endpoint.")
+    row = page.locator("#trigger-list tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("auth NONE")
+    expect(row.locator(".trigger-count")).to_have_text("0")
+    listed = row.locator("a.endpoint-url")
+    expect(listed).to_have_text(re.compile(r"^/url/[a-z0-9]{32}/$"))
+    path = listed.inner_text()
+
+    # Its page shows the full URL.
+    row.locator("a", has_text="HTTP endpoint").click()
+    page.wait_for_url(re.compile(r"/functions/web-fn/triggers/\d+/$"))
+    expect(page.locator("#endpoint-url")).to_have_text(gunicorn + path)
+    url = page.locator("#endpoint-url").get_attribute("href")
+    assert url == gunicorn + path, url
+
+    # Call it, as anyone with the URL would: the function's response is the page.
+    response = page.goto(url + "from/browser")
+    assert response is not None and response.status == 200, response and response.status
+    assert response.headers["content-type"].startswith("text/plain"), response.headers
+    expect(page.locator("body")).to_have_text("hi /from/browser")
+
+    # Back on the function page, the endpoint counts its invocation.
+    page.goto("/functions/web-fn/")
+    expect(page.locator("#trigger-list .trigger-count")).to_have_text("1")
+    expect(page.locator("#trigger-list tbody tr")).to_contain_text("—")  # no last error
+    expect(page.locator("#invocations tbody tr")).to_have_count(1)
+    expect(page.locator("#invocations tbody tr")).to_contain_text("Succeeded")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_schedule_previewed_saved_and_fired(page, scheduler):
+    from playwright.sync_api import expect
+
+    sign_in(page)
+    create_function(page, "ticker", """
+        def handler(event, context):
+            return {"source": event["source"], "detail-type": event["detail-type"]}
+    """)
+
+    # A daily schedule at noon, Paris time: the preview lists the next five noons there.
+    page.click("#add-schedule")
+    page.wait_for_url(re.compile(r"/functions/ticker/triggers/new/schedule/$"))
+    page.fill("#id_expression", "cron(0 12 * * ? *)")
+    page.fill("#id_timezone", "Europe/Paris")
+    with page.expect_navigation():
+        page.click("#preview-button")
+    times = page.locator("#preview li")
+    expect(times).to_have_count(5)
+    shown = times.all_inner_texts()
+    for text in shown:
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d 12:00:00 CES?T \(\w+day\)", text), shown
+    assert len(set(shown)) == 5, shown
+    screenshot(page, "schedule-preview")
+    expect(page.locator("#id_expression")).to_have_value("cron(0 12 * * ? *)")  # the form keeps what was typed
+    assert not Trigger.objects.exists()  # a preview saves nothing
+
+    # Changed to every minute, and saved.
+    page.fill("#id_expression", "rate(1 minute)")
+    submit(page, "#save-trigger", r"/functions/ticker/#triggers$")
+    expect(page.locator(".messages")).to_contain_text("Saved the schedule.")
+    row = page.locator("#trigger-list tbody tr")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("rate(1 minute) Europe/Paris")
+    expect(row).to_contain_text(" · next ")
+    expect(row.locator(".trigger-count")).to_have_text("0")
+
+    # This stands in for the clock reaching the schedule's first tick (a minute away): the tick is due now,
+    # and the run_schedules process fires it within its one-second poll.
+    assert Trigger.objects.filter(function__name="ticker", kind=Trigger.Kind.SCHEDULE).update(
+        next_fire_at=timezone.now()) == 1
+
+    reload_until(page, page.locator("#trigger-list .trigger-count"), "1")
+    invocations = page.locator("#invocations tbody tr")
+    expect(invocations).to_have_count(1)
+    invocations.locator("a").click()
+    page.wait_for_url(re.compile(r"/invocations/[0-9a-f-]{36}/$"))
+    # The page refreshes itself until the (asynchronous) invocation has finished.
+    expect(page.locator("#status")).to_have_text("Succeeded", timeout=BACKGROUND_TIMEOUT * 1000)
+    expect(page.locator("#summary")).to_contain_text("Event (schedule: Schedule)")
+    event = page.locator("#event")
+    expect(event).to_contain_text('"detail-type": "Scheduled Event"')
+    expect(event).to_contain_text('"source": "aws.events"')
+    expect(page.locator("#result")).to_contain_text('"source": "aws.events"')
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_async_event_is_edited_and_redriven_from_the_inbox(page):
+    from playwright.sync_api import expect
+
+    sign_in(page)
+    create_function(page, "flaky", """
+        def handler(event, context):
+            if event["fail"]:
+                raise ValueError("asked to fail")
+            return {"fixed": True}
+    """)
+
+    # No retries: the first failure goes straight to the dead-letter inbox.
+    page.click("#async-settings")
+    page.wait_for_url(re.compile(r"/functions/flaky/async/$"))
+    expect(page.locator("#async-configs")).to_have_count(0)
+    page.fill("#id_maximum_retry_attempts", "0")
+    submit(page, "#save-async", r"/functions/flaky/async/$")
+    expect(page.locator(".messages")).to_contain_text("Saved the asynchronous settings for $LATEST.")
+    expect(page.locator("#async-configs tbody tr")).to_have_count(1)
+    expect(page.locator("#async-configs tbody td").nth(1)).to_have_text("0")
+
+    # Invoke asynchronously with an event that makes it raise: the answer comes at once, queued.
+    page.click("h1 a:text-is('flaky')")
+    page.wait_for_url(re.compile(r"/functions/flaky/$"))
+    expect(page.locator("#dead-letter-link")).to_have_text("Dead-letter inbox (0)")
+    page.select_option("#id_invocation_type", "Event")
+    page.fill("#id_event", '{"fail": true}')
+    with page.expect_navigation() as navigation:
+        page.click("#invoke")
+    assert navigation.value is not None and navigation.value.status == 202, navigation.value
+    expect(page.locator("#status")).to_have_text("Queued")
+    expect(page.locator("#summary")).to_contain_text("Event (console)")
+    expect(page.locator("#attempts")).to_have_text("0 of 1")
+    # The page refreshes itself until the event has had its one attempt.
+    expect(page.locator("#status")).to_have_text("Failed", timeout=BACKGROUND_TIMEOUT * 1000)
+    expect(page.locator("#error-type")).to_have_text("ValueError")
+    expect(page.locator("#attempts")).to_have_text("1 of 1")
+    expect(page.locator("#destination")).to_contain_text("dead-letter inbox")
+
+    # The inbox holds it, with its error; fix the payload and redrive it.
+    page.click("h1 a:text-is('flaky')")
+    page.wait_for_url(re.compile(r"/functions/flaky/$"))
+    expect(page.locator("#dead-letter-link")).to_have_text("Dead-letter inbox (1)")
+    page.click("#dead-letter-link")
+    page.wait_for_url(re.compile(r"/functions/flaky/dead-letters/$"))
+    letter = page.locator("article.dead-letter")
+    expect(letter).to_have_count(1)
+    expect(letter.locator(".error-type")).to_have_text("ValueError")
+    expect(letter).to_contain_text("RetriesExhausted")
+    expect(letter.locator("pre.json")).to_contain_text("asked to fail")
+    payload = letter.locator("textarea")
+    expect(payload).to_have_value('{"fail": true}')
+    screenshot(page, "dead-letter-inbox")
+    payload.fill('{"fail": false}')
+    submit(page, "article.dead-letter button:text-is('Save and redrive')", r"/functions/flaky/dead-letters/$")
+    expect(page.locator(".messages")).to_contain_text(re.compile(r"Redrove event [0-9a-f-]{36} as invocation"))
+    expect(page.locator("#inbox-empty")).to_have_text("The inbox is empty.")
+    expect(page.locator("#redrive-all")).to_have_count(0)
+
+    # Follow it from "Recently redriven" to the new invocation: it succeeds with the edited payload.
+    redriven = page.locator("#redriven tbody tr")
+    expect(redriven).to_have_count(1)
+    redriven.locator("td").nth(2).locator("a").click()
+    page.wait_for_url(re.compile(r"/invocations/[0-9a-f-]{36}/$"))
+    expect(page.locator("#status")).to_have_text("Succeeded", timeout=BACKGROUND_TIMEOUT * 1000)
+    expect(page.locator("#summary")).to_contain_text("Event (redrive)")
+    expect(page.locator("#event")).to_have_text(json.dumps({"fail": False}, indent=2))
+    expect(page.locator("#result")).to_have_text(json.dumps({"fixed": True}, indent=2))
