@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from functions.models import CodeArtifact, Function, TestEvent
+from functions.models import CodeArtifact, EventInvokeConfig, Function, TestEvent, Trigger
 
 
 @admin.register(Function)
@@ -22,3 +22,19 @@ class CodeArtifactAdmin(admin.ModelAdmin):
 @admin.register(TestEvent)
 class TestEventAdmin(admin.ModelAdmin):
     list_display = ["name", "function", "updated_at"]
+
+
+@admin.register(Trigger)
+class TriggerAdmin(admin.ModelAdmin):
+    list_display = ["kind", "function", "qualifier", "enabled", "next_fire_at", "created_at"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["function__name", "url_id"]
+    raw_id_fields = ["function"]
+    # Keys are made on the console and shown once; the admin neither shows nor sets their hash.
+    exclude = ["key_sha256"]
+
+
+@admin.register(EventInvokeConfig)
+class EventInvokeConfigAdmin(admin.ModelAdmin):
+    list_display = ["function", "qualifier", "maximum_retry_attempts", "maximum_event_age_seconds", "updated_at"]
+    raw_id_fields = ["function"]

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from invocations.models import Invocation
+from invocations.models import DeadLetter, Invocation
 
 
 @admin.register(Invocation)
@@ -10,3 +10,10 @@ class InvocationAdmin(admin.ModelAdmin):
     search_fields = ["id", "function__name"]
     raw_id_fields = ["function"]
     readonly_fields = [f.name for f in Invocation._meta.fields]
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    list_display = ["invocation", "function", "condition", "created_at", "redriven_at"]
+    list_filter = ["condition"]
+    raw_id_fields = ["function", "invocation", "redrive"]
