@@ -398,6 +398,8 @@ class Trigger(models.Model):
         HTTP = "http", "HTTP endpoint"
         SCHEDULE = "schedule", "Schedule"
 
+    NOUNS = {Kind.HTTP: "HTTP endpoint", Kind.SCHEDULE: "schedule"}  # for sentences: "Saved the schedule."
+
     class Auth(models.TextChoices):
         NONE = "NONE", "None: anyone with the URL"
         KEY = "KEY", "Secret key in the x-api-key header"
@@ -428,6 +430,10 @@ class Trigger(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} of {self.function.name}"
+
+    @property
+    def noun(self):
+        return self.NOUNS[self.kind]
 
     @property
     def target(self):

@@ -254,8 +254,14 @@ def alias_roll_back(request, name, alias_name):
 @require_POST
 def alias_delete(request, name, alias_name):
     function = _get_function_for_user(request, name)
-    get_object_or_404(function.aliases, name=alias_name).delete()
-    messages.success(request, f"Deleted alias {alias_name}.")
+    alias = get_object_or_404(function.aliases, name=alias_name)
+    with transaction.atomic():
+        # As in Lambda, what belongs to the alias goes with it: its HTTP endpoint, schedules and
+        # asynchronous settings (their past invocations stay).
+        triggers, _ = function.triggers.filter(qualifier=alias_name).delete()
+        function.event_invoke_configs.filter(qualifier=alias_name).delete()
+        alias.delete()
+    messages.success(request, f"Deleted alias {alias_name}" + (f" and its {triggers} trigger(s)." if triggers else "."))
     return redirect(f"{function.get_absolute_url()}#aliases")
 
 

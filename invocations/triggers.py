@@ -47,7 +47,7 @@ def _edit(request, function, kind, trigger):
             else:
                 trigger, key = saved if kind == Trigger.Kind.HTTP else (saved, None)
                 if key is None:
-                    messages.success(request, f"Saved the {trigger.get_kind_display().lower()}.")
+                    messages.success(request, f"Saved the {trigger.noun}.")
                     return redirect(f"{function.get_absolute_url()}#triggers")
                 # The secret key is shown this once: only its hash is kept.
                 form = form_class(function=function, trigger=trigger)
@@ -68,7 +68,7 @@ def trigger_delete(request, name, pk):
     function = _get_function_for_user(request, name)
     trigger = get_object_or_404(function.triggers, pk=pk)
     trigger.delete()  # its invocations stay, without it
-    messages.success(request, f"Deleted the {trigger.get_kind_display().lower()}.")
+    messages.success(request, f"Deleted the {trigger.noun}.")
     return redirect(f"{function.get_absolute_url()}#triggers")
 
 
@@ -116,7 +116,7 @@ def trigger_toggle(request, name, pk):
     trigger.save(update_fields=["enabled"])
     if trigger.kind == Trigger.Kind.SCHEDULE:
         schedules.arm(trigger)  # from now: ticks passed while disabled are not fired
-    messages.success(request, f"{'Enabled' if trigger.enabled else 'Disabled'} the {trigger.get_kind_display().lower()}.")
+    messages.success(request, f"{'Enabled' if trigger.enabled else 'Disabled'} the {trigger.noun}.")
     return redirect(f"{function.get_absolute_url()}#triggers")
 
 

@@ -310,7 +310,7 @@ def test_an_http_endpoint_called_from_the_browser(page, gunicorn):
     page.wait_for_url(re.compile(r"/functions/web-fn/triggers/new/http/$"))
     page.select_option("#id_auth_type", "NONE")
     submit(page, "#save-trigger", r"/functions/web-fn/#triggers$")
-    expect(page.locator(".messages")).to_contain_text("Saved the http endpoint.")
+    expect(page.locator(".messages")).to_contain_text("Saved the HTTP endpoint.")
     row = page.locator("#trigger-list tbody tr")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("auth NONE")

@@ -66,6 +66,22 @@ class TriggerPagesTests(BaseTestCase):
         self.fn = self.create_function(handler_zip(ECHO), name="hello")
         self.client.force_login(self.alice)
 
+    def test_deleting_an_alias_deletes_its_triggers_and_async_settings_but_not_their_invocations(self):
+        version, _ = self.fn.publish()
+        self.fn.aliases.create(name="live", version=version)
+        self.assertEqual(self.post_http(qualifier="live").status_code, 302)
+        self.assertEqual(self.post_http().status_code, 302)  # $LATEST's endpoint stays
+        EventInvokeConfig.objects.create(function=self.fn, qualifier="live", maximum_retry_attempts=0)
+        endpoint = self.fn.triggers.get(qualifier="live")
+        with self.captureOnCommitCallbacks(execute=False):
+            fired = invoke(self.fn, "{}", qualifier="live", trigger=endpoint)
+        response = self.client.post(reverse("functions:delete_alias", args=[self.fn.name, "live"]))
+        self.assertIn("Deleted alias live and its 1 trigger(s).", messages_of(self.client.get(response.url)))
+        self.assertEqual(list(self.fn.triggers.values_list("qualifier", flat=True)), [""])
+        self.assertFalse(EventInvokeConfig.objects.exists())
+        fired.refresh_from_db()
+        self.assertIsNone(fired.trigger)
+
     def new_url(self, kind):
         return reverse("functions:new_trigger", args=[self.fn.name, kind])
 
@@ -235,7 +251,7 @@ class TriggerPagesTests(BaseTestCase):
         self.assertFalse(trigger.enabled)
         self.assertEqual(self.client.get(reverse("endpoint", args=[trigger.url_id])).status_code, 403)
         response = self.client.post(reverse("functions:delete_trigger", args=[self.fn.name, trigger.pk]), follow=True)
-        self.assertIn("Deleted the http endpoint.", messages_of(response))
+        self.assertIn("Deleted the HTTP endpoint.", messages_of(response))
         self.assertFalse(Trigger.objects.exists())
         self.assertEqual(self.client.get(reverse("endpoint", args=[trigger.url_id])).status_code, 404)
 
