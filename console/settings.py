@@ -34,7 +34,7 @@ def envint(name, default):
 
 
 def envints(name, default):
-    """A comma-separated list of positive integers."""
+    """A comma-separated list of whole numbers, none negative."""
     value = os.environ.get(name, default)
     try:
         numbers = [int(part) for part in value.split(",")]
@@ -258,6 +258,9 @@ ASYNC_RETRY_DELAYS = envints("ASYNC_RETRY_DELAYS", "60,120")
 # How long a queued asynchronous event may wait past its due time, with no job left for it in Redis,
 # before the workers' sweep queues it again (Redis lost it: a restart without persistence, a failed enqueue).
 ASYNC_REQUEUE_AFTER = envint("ASYNC_REQUEUE_AFTER", 60)
+# HTTP endpoint requests one web process lets wait for their invocation at once; more are answered 429,
+# so that endpoints never take every thread (WEB_THREADS) the console's pages need.
+ENDPOINT_MAX_WAITING = envint("ENDPOINT_MAX_WAITING", max(1, envint("WEB_THREADS", 8) - 2))
 # Where disk-backed /tmp images are made and mounted (every parent must be world-searchable).
 SCRATCH_DIR = Path(os.environ.get("SCRATCH_DIR", DATA_DIR / "scratch"))
 

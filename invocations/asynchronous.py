@@ -8,15 +8,16 @@ point leaves either the attempt to be made again or its outcome delivered, never
 
 import json
 import logging
+import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
-from rq.job import Job
+from rq.job import Job, JobStatus
 
-from functions.models import Alias, Function, Version, account_id
+from functions.models import Alias, EventInvokeConfig, Function, Version, account_id
 from invocations import queue
 from invocations.invoke import RequestTooLarge, enqueue, invoke
 from invocations.models import DeadLetter, Invocation
@@ -36,8 +37,14 @@ def age_seconds(invocation, now=None):
     return ((now or timezone.now()) - invocation.created_at).total_seconds()
 
 
+def async_settings(invocation):
+    """The asynchronous settings the event was queued with (Lambda's defaults for events queued before
+    they were recorded)."""
+    return invocation.config.get("async") or EventInvokeConfig().snapshot()
+
+
 def maximum_event_age(invocation):
-    return invocation.config["async"]["maximum_event_age_seconds"]
+    return async_settings(invocation)["maximum_event_age_seconds"]
 
 
 def conclude(invocation):
@@ -46,7 +53,7 @@ def conclude(invocation):
     if invocation.status == Invocation.Status.SUCCEEDED:
         deliver(invocation, SUCCESS)
         return
-    if invocation.attempts > invocation.config["async"]["maximum_retry_attempts"]:
+    if invocation.attempts > async_settings(invocation)["maximum_retry_attempts"]:
         deliver(invocation, DeadLetter.Condition.RETRIES_EXHAUSTED)
         return
     delay = retry_delay(invocation.attempts)
@@ -89,34 +96,47 @@ def destination_record(invocation, condition):
 
 
 def deliver(invocation, condition):
-    """Send the outcome to the destination for `condition`; a failure with no destination, or whose
-    destination is gone, lands in the dead-letter inbox. Call inside a transaction."""
-    destinations = invocation.config["async"]
-    target = destinations["on_success"] if condition == SUCCESS else destinations["on_failure"]
+    """Send the outcome to the destination for `condition`. A failure with no destination, or one that
+    could not be delivered, lands in the dead-letter inbox. Call inside a transaction."""
+    settings_ = async_settings(invocation)
+    target = settings_["on_success"] if condition == SUCCESS else settings_["on_failure"]
+    undelivered = None
     if target:
         try:
             sent = invoke_destination(invocation, target, destination_record(invocation, condition))
-        except (Function.DoesNotExist, Version.DoesNotExist, Alias.DoesNotExist, RequestTooLarge) as e:
+        except (Function.DoesNotExist, Version.DoesNotExist, Alias.DoesNotExist, RequestTooLarge,
+                RecursiveLoop) as e:
             log.warning("destination %s of invocation %s failed: %s", target, invocation.pk, e)
-            if condition == SUCCESS:
-                _set_destination(invocation, f"{target} (not delivered: {_reason(e)})")
-                return
+            undelivered = f"{target} not delivered: {_reason(e)}"
         else:
             _set_destination(invocation, f"{target} (invocation {sent.pk})")
             return
-    if condition != SUCCESS:
-        DeadLetter.objects.create(function_id=invocation.function_id, invocation=invocation, condition=condition,
-                                  payload=invocation.event)
-        _set_destination(invocation, "dead-letter inbox" if not target else
-                         f"dead-letter inbox ({target} not delivered)")
+    if condition == SUCCESS:
+        if undelivered:
+            _set_destination(invocation, undelivered)
+        return
+    DeadLetter.objects.create(function_id=invocation.function_id, invocation=invocation, condition=condition,
+                              payload=invocation.event)
+    _set_destination(invocation, f"dead-letter inbox ({undelivered})" if undelivered else "dead-letter inbox")
+
+
+class RecursiveLoop(Exception):
+    """Destinations have invoked one another MAX_DESTINATION_DEPTH times in a row."""
+
+
+# Lambda stops a recursive loop of functions after about 16 invocations; so does a chain of destinations.
+MAX_DESTINATION_DEPTH = 16
 
 
 def invoke_destination(invocation, target, record):
     """Invoke the destination function `target` (an ARN of the same owner's function, perhaps qualified)
     asynchronously with the record."""
+    depth = async_settings(invocation).get("depth", 0) + 1
+    if depth > MAX_DESTINATION_DEPTH:
+        raise RecursiveLoop(f"a recursive loop of destinations was stopped after {MAX_DESTINATION_DEPTH} invocations")
     function, qualifier = function_for_arn(invocation.function.owner, target)
     return invoke(function, json.dumps(record), kind=Invocation.Kind.ASYNC, source="destination",
-                  qualifier=qualifier)
+                  qualifier=qualifier, destination_depth=depth)
 
 
 def function_for_arn(owner, arn):
@@ -137,7 +157,9 @@ def _set_destination(invocation, text):
 
 
 def _reason(error):
-    return "gone" if isinstance(error, (Function.DoesNotExist, Version.DoesNotExist, Alias.DoesNotExist)) else str(error)
+    if isinstance(error, (Function.DoesNotExist, Version.DoesNotExist, Alias.DoesNotExist)):
+        return "it no longer exists"
+    return str(error)
 
 
 def _json_or_text(text):
@@ -147,27 +169,39 @@ def _json_or_text(text):
         return text
 
 
-def requeue_lost(now=None):
-    """Queue again the asynchronous events that are due but whose job Redis no longer has; return them.
+# Jobs still on their way to a worker; any other state (finished, failed, stopped, canceled, gone)
+# means the row's next attempt has no job to make it.
+LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
+REQUEUE_BATCH = 500
 
-    A job is lost when Redis restarts without persistence, or when queueing failed (Redis was down).
+
+def requeue_lost(now=None):
+    """Queue again the asynchronous events that are due but have no live job; return them.
+
+    A job is lost when Redis restarts without persistence or was down when it was queued, and a job
+    fails before claiming its row when the database is down or its worker dies.
     """
     now = now or timezone.now()
     overdue = now - timedelta(seconds=settings.ASYNC_REQUEUE_AFTER)
-    lost = []
-    connection = queue.connection()
-    for invocation in Invocation.objects.filter(
+    waiting = list(Invocation.objects.filter(
         status=Invocation.Status.QUEUED, kind=Invocation.Kind.ASYNC, retry_at__lt=overdue,
-    ).only("id", "job_id", "config", "kind"):
-        try:
-            if Job.exists(invocation.job_id, connection=connection):
-                continue
-        except RedisError:
-            return lost  # nothing can be queued now; the next pass tries again
-        invocation.job_id = f"{invocation.pk}-requeued-{int(now.timestamp())}"
-        Invocation.objects.filter(pk=invocation.pk, status=Invocation.Status.QUEUED).update(job_id=invocation.job_id)
-        enqueue(invocation)
-        lost.append(invocation)
+    ).values_list("id", "job_id")[:REQUEUE_BATCH])
+    if not waiting:
+        return []
+    try:
+        jobs = Job.fetch_many([job_id for _, job_id in waiting], connection=queue.connection())
+    except RedisError:
+        return []  # nothing can be queued now; the next pass tries again
+    lost = []
+    for (pk, job_id), job in zip(waiting, jobs):
+        if job is not None and job.get_status(refresh=False) in LIVE_JOB_STATES:
+            continue
+        new_job_id = f"{pk}-requeued-{uuid.uuid4().hex[:12]}"
+        # Only if nobody moved it on meanwhile (another worker's sweep, a late claim): one new job at most.
+        if Invocation.objects.filter(pk=pk, status=Invocation.Status.QUEUED, job_id=job_id).update(job_id=new_job_id):
+            invocation = Invocation.objects.only("id", "job_id", "config", "kind").get(pk=pk)
+            enqueue(invocation)
+            lost.append(invocation)
     return lost
 
 

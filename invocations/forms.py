@@ -200,7 +200,12 @@ class ScheduleForm(forms.Form):
         trigger.qualifier = data["qualifier"]
         trigger.enabled = data["enabled"]
         trigger.config = {"expression": data["expression"], "timezone": data["timezone"]}
-        trigger.save()  # created_at is a rate's anchor
+        if trigger.pk is None:
+            trigger.save()  # created_at is a rate's anchor
+        else:
+            # Not next_fire_at as it was when the page loaded: a scheduler may have fired that tick since,
+            # and writing it back would fire it again.
+            trigger.save(update_fields=["qualifier", "enabled", "config"])
         arm(trigger)
         return trigger
 

@@ -40,11 +40,13 @@ class RequestTooLarge(Exception):
     error_type = "RequestTooLargeException"
 
 
-def invoke(function, event, kind=Invocation.Kind.SYNC, source="console", qualifier=None, trigger=None):
+def invoke(function, event, kind=Invocation.Kind.SYNC, source="console", qualifier=None, trigger=None,
+           destination_depth=0):
     """Record an invocation of `function` with the JSON text `event` and queue it; return the row.
 
     `qualifier` is $LATEST (None), a version number or an alias (see Function.resolve). Raise
     RequestTooLarge for an event over Lambda's payload limit, before anything is written.
+    `destination_depth` counts the destinations that led to this one (invocations.asynchronous).
     """
     asynchronous = kind == Invocation.Kind.ASYNC
     too_large = payload_too_large(len(event.encode()), asynchronous)
@@ -53,7 +55,7 @@ def invoke(function, event, kind=Invocation.Kind.SYNC, source="console", qualifi
     config = function.resolve(qualifier)
     if asynchronous:
         # What happens to the event after a failure is decided when it is queued, like what runs.
-        config["async"] = event_invoke_config(function, qualifier)
+        config["async"] = {**event_invoke_config(function, qualifier), "depth": destination_depth}
     with transaction.atomic():
         invocation = Invocation(
             function=function, version=config["version"], qualifier=qualifier or "", kind=kind, source=source,

@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
+from rq import get_current_job
 
 from invocations import concurrency, queue
 from invocations.asynchronous import age_seconds, conclude, deliver, expire, maximum_event_age
@@ -30,7 +31,9 @@ def run_invocation(invocation_id, throttled=0):
     reserved concurrency.
     """
     close_old_connections()
-    invocation = Invocation.claim(invocation_id, worker_name=f"{socket.gethostname()}:{os.getpid()}")
+    job = get_current_job()  # None when called outside RQ (tests)
+    invocation = Invocation.claim(invocation_id, worker_name=f"{socket.gethostname()}:{os.getpid()}",
+                                  job_id=job.id if job is not None else None)
     if invocation is None:
         return "already handled"  # by another worker, or gone
     asynchronous = invocation.kind == Invocation.Kind.ASYNC
@@ -48,8 +51,8 @@ def run_invocation(invocation_id, throttled=0):
                 return _throttle(invocation, throttled)
         outcome = pool.run(invocation.config, invocation.request_id, invocation.event)
         with transaction.atomic():
-            invocation.finish(outcome)
-            if asynchronous:
+            # Not finished (the sweep failed it meanwhile, taking its retry along): nothing follows here.
+            if invocation.finish(outcome) and asynchronous:
                 conclude(invocation)
     except BaseException as e:
         # Also a Redis failure, SystemExit (a forced worker shutdown) and RQ's job timeout: the row must
@@ -69,14 +72,20 @@ def run_invocation(invocation_id, throttled=0):
 
 
 def _fail(invocation, error):
-    invocation.fail("ServiceException", f"The platform failed to run the invocation: {error!r}")
-    if invocation.kind == Invocation.Kind.ASYNC and invocation.status == Invocation.Status.FAILED:
-        try:
-            with transaction.atomic():
+    """Fail the attempt, and queue an asynchronous event's retry or deliver it, in one transaction.
+
+    If even that fails (the database went away), the row stays RUNNING: the workers' sweep fails it, with
+    its retry, once it has run past every limit (worker.stuck).
+    """
+    try:
+        close_old_connections()  # a connection the error broke is replaced
+        with transaction.atomic():
+            failed = invocation.fail("ServiceException", f"The platform failed to run the invocation: {error!r}",
+                                     running_on=invocation.worker)
+            if failed and invocation.kind == Invocation.Kind.ASYNC:
                 conclude(invocation)
-        except Exception:
-            # The failure is recorded; only its retry or destination is lost, and the log says so.
-            log.exception("could not retry or deliver invocation %s", invocation.pk)
+    except Exception:
+        log.exception("could not record the failure of invocation %s; the workers' sweep will", invocation.pk)
 
 
 def _throttle(invocation, throttled):

@@ -1,4 +1,5 @@
 import json
+import logging
 import socket
 import uuid
 from decimal import Decimal
@@ -12,6 +13,8 @@ from django.utils import timezone
 from functions.models import Function
 from invocations import billing
 from invocations.runtime.outcome import error_payload, report_line
+
+log = logging.getLogger(__name__)
 
 
 class Invocation(models.Model):
@@ -101,9 +104,13 @@ class Invocation(models.Model):
         return str(self.id)
 
     @classmethod
-    def claim(cls, pk, worker_name):
+    def claim(cls, pk, worker_name, job_id=None):
         """Move QUEUED → RUNNING; return the invocation, with what running it takes, or None if another
         worker has it or it was already handled.
+
+        `job_id` is the RQ job asking: only the job queued for the invocation's next attempt may claim it,
+        so a stale or duplicate job (e.g. one the lost-job sweep replaced) cannot run an attempt early.
+        None (a call from outside RQ) claims whatever is queued.
 
         The invocation comes back with only the fields the worker uses, plus its function's current
         `reserved_concurrency`. One UPDATE … RETURNING (SQLite ≥ 3.35, PostgreSQL) does what the ORM
@@ -117,7 +124,8 @@ class Invocation(models.Model):
             f"UPDATE {table} SET {qn('status')} = %s, {qn('started_at')} = %s, {qn('worker')} = %s, "
             f"{qn('attempts')} = {qn('attempts')} + 1 "
             f"WHERE {qn('id')} = %s AND {qn('status')} = %s "
-            f"RETURNING {', '.join(qn(field.column) for field in returned)}, "
+            + (f"AND {qn('job_id')} = %s " if job_id is not None else "")
+            + f"RETURNING {', '.join(qn(field.column) for field in returned)}, "
             f"(SELECT {qn('reserved_concurrency')} FROM {qn(Function._meta.db_table)} "
             f"WHERE {qn('id')} = {table}.{qn('function_id')})"
         )
@@ -125,7 +133,7 @@ class Invocation(models.Model):
         params = [
             cls.Status.RUNNING, cls._meta.get_field("started_at").get_db_prep_value(started_at, connection),
             worker_name, cls._meta.pk.get_db_prep_value(uuid.UUID(str(pk)), connection), cls.Status.QUEUED,
-        ]
+        ] + ([job_id] if job_id is not None else [])
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             row = cursor.fetchone()
@@ -151,7 +159,7 @@ class Invocation(models.Model):
 
         The outcome of the failed attempt (its log, error and bill) stays on the row.
         """
-        Invocation.objects.filter(pk=self.pk, status__in=self.FINISHED).update(
+        Invocation.objects.filter(pk=self.pk, status__in=[self.Status.FAILED, self.Status.TIMED_OUT]).update(
             status=self.Status.QUEUED, worker="", job_id=job_id, retry_at=retry_at,
         )
         self.status, self.job_id, self.retry_at = self.Status.QUEUED, job_id, retry_at
@@ -206,28 +214,42 @@ class Invocation(models.Model):
         return updated == 1
 
     @classmethod
-    def fail_orphans(cls, then=None):
-        """Fail the RUNNING invocations whose worker on this host has died; return them.
+    def fail_orphans(cls, then=None, stuck=None):
+        """Fail the RUNNING invocations whose worker on this host has died, and those `stuck(invocation)`
+        says have run past every limit; return them.
 
         A worker killed outright (SIGKILL, the OOM killer, a crash) takes its sandbox with it but cannot
-        record anything: without this sweep its invocation would stay RUNNING for ever. `then(invocation)`
-        runs in the same transaction as each failure (an asynchronous event's retry or destination).
+        record anything: without this sweep its invocation would stay RUNNING for ever. A stuck one's
+        worker may live on without having recorded it (the database failed under it), or its host may be
+        gone. `then(invocation)` runs in the same transaction as each failure (an asynchronous event's
+        retry or destination), and only if this sweep is the one that failed it.
         """
         orphans = []
         host = socket.gethostname()
-        for invocation in cls.objects.filter(status=cls.Status.RUNNING, worker__startswith=f"{host}:"):
-            pid = invocation.worker.rsplit(":", 1)[1]
-            if not pid.isdigit() or _process_alive(int(pid)):
+        # The event can be megabytes: read it only for the few orphans that need it (a dead letter).
+        for invocation in cls.objects.filter(status=cls.Status.RUNNING).defer("event", "log", "result"):
+            worker_host, _, pid = invocation.worker.rpartition(":")
+            dead = worker_host == host and (not pid.isdigit() or not _process_alive(int(pid)))
+            if not dead and not (stuck is not None and stuck(invocation)):
                 continue
-            with transaction.atomic():
-                invocation.fail("ServiceException", "The worker running this invocation stopped before it finished.")
-                if then is not None:
-                    then(invocation)
-            orphans.append(invocation)
+            try:
+                with transaction.atomic():
+                    failed = invocation.fail("ServiceException",
+                                             "The worker running this invocation stopped before it finished.",
+                                             running_on=invocation.worker)
+                    if failed and then is not None:
+                        then(invocation)
+            except Exception:
+                # One bad row must not stop the sweep (nor the rest of a worker's upkeep).
+                log.exception("could not fail orphaned invocation %s", invocation.pk)
+                continue
+            if failed:
+                orphans.append(invocation)
         return orphans
 
     def throttle(self):
-        """Finish a synchronous invocation refused because its function is at its reserved concurrency.
+        """Finish an invocation refused because its function is at its reserved concurrency: a synchronous
+        one at once, an asynchronous one when it has waited too long for a slot.
 
         Lambda answers 429 with this body and bills nothing.
         """
@@ -248,15 +270,27 @@ class Invocation(models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
 
-    def fail(self, error_type, message):
-        """Finish an invocation that never reached a runtime (e.g. it could not be queued)."""
+    def fail(self, error_type, message, running_on=None):
+        """Finish an invocation the platform could not run (it could not be queued, or its worker failed);
+        return whether this call failed it.
+
+        With `running_on`, only while that worker runs it: a sweep or a failing worker must not fail an
+        attempt that has since ended, or a later attempt.
+        """
         fields = dict(
             status=self.Status.FAILED, error_type=error_type, finished_at=timezone.now(),
             result=error_payload(error_type, message, self.request_id),
         )
-        Invocation.objects.filter(pk=self.pk, status__in=[self.Status.QUEUED, self.Status.RUNNING]).update(**fields)
+        rows = Invocation.objects.filter(pk=self.pk)
+        if running_on is not None:
+            rows = rows.filter(status=self.Status.RUNNING, worker=running_on)
+        else:
+            rows = rows.filter(status__in=[self.Status.QUEUED, self.Status.RUNNING])
+        if not rows.update(**fields):
+            return False
         for name, value in fields.items():
             setattr(self, name, value)
+        return True
 
 
 # What a worker needs of an invocation to run it (Invocation.claim returns these).

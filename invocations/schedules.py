@@ -60,6 +60,9 @@ def fire_due(now=None):
             # Its alias or version was deleted: the tick is skipped, and said so in the log.
             log.warning("schedule %s: %s no longer exists; tick %s skipped", trigger.pk, trigger.target, tick)
             Trigger.objects.filter(pk=trigger.pk, next_fire_at=tick).update(next_fire_at=following)
+        except Exception:
+            # One schedule's trouble must not starve the others: the next pass tries it again.
+            log.exception("schedule %s: tick %s not fired", trigger.pk, tick)
     return fired
 
 

@@ -5,7 +5,7 @@ from django.views.decorators.http import require_POST
 from functions.forms import InvokeForm
 from functions.models import Alias, Version
 from functions.views import _get_function_for_user, render_detail
-from invocations import invoke as invoking
+from invocations.invoke import invoke, invoke_and_wait
 from invocations.models import Invocation
 
 
@@ -14,7 +14,7 @@ def _get_invocation_for_user(request, pk):
 
 
 @require_POST
-def invoke(request, name):
+def invoke_function(request, name):
     function = _get_function_for_user(request, name)
     form = InvokeForm(request.POST, function=function)
     if not form.is_valid():
@@ -22,12 +22,12 @@ def invoke(request, name):
     qualifier = form.cleaned_data["qualifier"] or None
     try:
         if form.cleaned_data["invocation_type"] == Invocation.Kind.ASYNC:
-            invocation = invoking.invoke(function, form.cleaned_data["event"], kind=Invocation.Kind.ASYNC,
+            invocation = invoke(function, form.cleaned_data["event"], kind=Invocation.Kind.ASYNC,
                                 qualifier=qualifier)
             # Lambda answers an asynchronous invocation at once: 202 and the request id.
             return render(request, "invocations/detail.html", {"invocation": invocation, "function": function},
                           status=202)
-        invocation = invoking.invoke_and_wait(function, form.cleaned_data["event"], qualifier=qualifier)
+        invocation = invoke_and_wait(function, form.cleaned_data["event"], qualifier=qualifier)
     except (Version.DoesNotExist, Alias.DoesNotExist):
         raise Http404("That version or alias no longer exists.") from None
     if invocation.status == Invocation.Status.THROTTLED:

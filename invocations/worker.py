@@ -9,12 +9,15 @@ import atexit
 import ctypes
 import os
 import signal
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 from rq import SimpleWorker
 
 from invocations import asynchronous, concurrency
+from invocations.invoke import job_timeout
 from invocations.models import Invocation
 from invocations.runtime import sandbox
 from invocations.runtime.pool import pool, remove_stale
@@ -37,19 +40,24 @@ class LambdaWorker(SimpleWorker):
         """RQ's periodic upkeep (at start, then every maintenance interval), plus ours."""
         super().run_maintenance_tasks()
         # RQ's dequeue loop, which calls this, survives only Redis errors: a database restart or a locked
-        # SQLite file must not end the worker.
-        try:
-            close_old_connections()
-            for invocation in Invocation.fail_orphans(then=_retry_if_async):
-                self.log.warning("failed invocation %s: its worker (%s) died", invocation.pk, invocation.worker)
-                concurrency.release(invocation.function_id, invocation.pk)
-                notify_finished(invocation.pk)
-            for invocation in asynchronous.requeue_lost():
-                self.log.warning("queued asynchronous invocation %s again: Redis had lost its job", invocation.pk)
-            remove_stale()  # what dead workers on this host left: cgroups, mounted /tmp disks
-            pool.evict()  # idle environments past their timeout
-        except Exception:
-            self.log.exception("maintenance failed; trying again at the next pass")
+        # SQLite file must not end the worker, and one failing step must not skip the others.
+        for step in (self.sweep_orphans, self.requeue_lost, remove_stale, pool.evict):
+            try:
+                close_old_connections()
+                step()
+            except Exception:
+                self.log.exception("maintenance step %s failed; trying again at the next pass", step.__name__)
+
+    def sweep_orphans(self):
+        for invocation in Invocation.fail_orphans(then=_retry_if_async, stuck=stuck):
+            self.log.warning("failed invocation %s: its worker (%s) died or it ran past every limit",
+                             invocation.pk, invocation.worker)
+            concurrency.release(invocation.function_id, invocation.pk)
+            notify_finished(invocation.pk)
+
+    def requeue_lost(self):
+        for invocation in asynchronous.requeue_lost():
+            self.log.warning("queued asynchronous invocation %s again: Redis had lost its job", invocation.pk)
 
     def work(self, *args, **kwargs):
         sandbox.layers()  # detect the host's isolation layers now, and load the egress filter
@@ -57,6 +65,14 @@ class LambdaWorker(SimpleWorker):
             return super().work(*args, **kwargs)
         finally:
             pool.close()
+
+
+def stuck(invocation):
+    """Whether a RUNNING invocation has outlived any attempt: RQ's job timeout ends every attempt by
+    job_timeout(), so one still RUNNING a minute later was never recorded (the database failed under its
+    worker, or its host is gone)."""
+    limit = timedelta(seconds=job_timeout(invocation.config) + 60)
+    return invocation.started_at is not None and timezone.now() - invocation.started_at > limit
 
 
 def _retry_if_async(invocation):

@@ -3,11 +3,14 @@ dead-letter inbox and redrive, payload limits, and no event lost to a dead worke
 Real workers (one of the class's own, with short retry delays), real sandboxes."""
 
 import json
+import os
 import signal
+import socket
 import time
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import transaction
 from django.test import TransactionTestCase, override_settings
 from django.urls import reverse
@@ -159,6 +162,17 @@ class AsyncTests(World, TransactionTestCase):
         self.assertEqual(failure["responsePayload"]["errorType"], "ValueError")
         self.assertEqual(failure["responsePayload"]["errorMessage"], "asked to fail")
 
+    def test_a_loop_of_destinations_stops_after_16_invocations(self):
+        other = self.create_function(handler_zip("def handler(e, c):\n    return 1\n"), name="ping")
+        EventInvokeConfig.objects.create(function=self.fn, on_success=other.arn)
+        EventInvokeConfig.objects.create(function=other, on_success=self.fn.arn)
+        self.invoke_async({"n": 0})
+        last = wait_for(lambda: Invocation.objects.filter(destination__contains="recursive loop").first(), 60)
+        self.assertIsNotNone(last, f"{Invocation.objects.count()} invocations, none stopped the loop")
+        self.assertEqual(last.config["async"]["depth"], 16)
+        self.assertEqual(Invocation.objects.count(), 17)  # the first, then 16 destinations
+        self.assertFalse(DeadLetter.objects.exists())  # a success that went nowhere is not a failure
+
     def test_a_gone_failure_destination_falls_back_to_the_inbox(self):
         sink = self.create_function(handler_zip("def handler(e, c):\n    return e\n"), name="gone-sink")
         EventInvokeConfig.objects.create(function=self.fn, on_failure=sink.arn, maximum_retry_attempts=0)
@@ -292,3 +306,84 @@ class DestinationRecordTests(BaseTestCase):
         self.assertEqual(record["responseContext"], AWS_FAILURE_RECORD["responseContext"])
         self.assertEqual(record["responsePayload"], error)
         self.assertEqual(record["requestContext"]["approximateInvokeCount"], 3)
+
+
+class SweepTests(World, TransactionTestCase):
+    """The claim and the sweeps, called in this process on committed rows: the races no worker can be asked
+    to lose on cue."""
+
+    def setUp(self):
+        self.make_world()
+        self.fn = self.create_function(handler_zip(FLAKY), name="swept")
+
+    def queued_event(self, **fields):
+        with override_settings(RQ_QUEUES={settings.INVOCATION_QUEUE: UNREACHABLE_REDIS}):
+            invocation = invoke(self.fn, '{"n": 1}', kind=Invocation.Kind.ASYNC)  # no job is queued
+        Invocation.objects.filter(pk=invocation.pk).update(**fields)
+        invocation.refresh_from_db()
+        return invocation
+
+    def test_only_the_job_queued_for_the_next_attempt_may_claim_it(self):
+        invocation = self.queued_event(job_id="the-job")
+        self.assertIsNone(Invocation.claim(invocation.pk, "host:1", job_id="a-stale-job"))
+        claimed = Invocation.claim(invocation.pk, "host:1", job_id="the-job")
+        self.assertEqual((claimed.status, claimed.attempts), ("RUNNING", 1))
+
+    def test_an_event_whose_job_failed_before_claiming_it_is_queued_again_once(self):
+        from rq.job import Job, JobStatus
+
+        from invocations import queue
+        from invocations.asynchronous import requeue_lost
+
+        invocation = self.queued_event(retry_at=timezone.now() - timedelta(minutes=5))
+        # E.g. the database was down when a worker took the job.
+        job = Job.create("invocations.jobs.run_invocation", args=(str(invocation.pk),), id=invocation.job_id,
+                         connection=queue.connection())
+        job.set_status(JobStatus.FAILED, pipeline=None)
+        job.save()
+        self.addCleanup(job.delete)
+        requeued = requeue_lost()
+        self.assertEqual([i.pk for i in requeued], [invocation.pk])
+        self.assertEqual(requeue_lost(), [])  # its new job is queued: not lost again
+        invocation.refresh_from_db()
+        self.assertEqual(invocation.job_id, requeued[0].job_id)
+        self.assertEqual(Job.fetch(invocation.job_id, connection=queue.connection()).get_status(), JobStatus.QUEUED)
+        queue.queue().remove(invocation.job_id)
+
+    def orphan(self, **fields):
+        invocation = self.queued_event()
+        Invocation.objects.filter(pk=invocation.pk).update(
+            status="RUNNING", attempts=3, started_at=timezone.now(), **fields)
+        return invocation
+
+    def test_two_sweeps_of_one_orphan_deliver_it_once(self):
+        from invocations.worker import _retry_if_async
+
+        invocation = self.orphan(worker=f"{socket.gethostname()}:999999999")  # no such process
+        first = Invocation.fail_orphans(then=_retry_if_async)
+        second = Invocation.fail_orphans(then=_retry_if_async)
+        self.assertEqual(([i.pk for i in first], second), ([invocation.pk], []))
+        self.assertEqual(DeadLetter.objects.get().invocation_id, invocation.pk)
+
+    def test_an_invocation_running_past_every_limit_is_failed_though_its_worker_lives(self):
+        from invocations.worker import _retry_if_async, stuck
+
+        alive = self.orphan(worker=f"{socket.gethostname()}:{os.getpid()}")
+        self.assertEqual(Invocation.fail_orphans(then=_retry_if_async, stuck=stuck), [])
+        Invocation.objects.filter(pk=alive.pk).update(started_at=timezone.now() - timedelta(hours=1))
+        swept = Invocation.fail_orphans(then=_retry_if_async, stuck=stuck)
+        self.assertEqual([i.pk for i in swept], [alive.pk])
+        self.assertEqual(DeadLetter.objects.get().condition, "RetriesExhausted")
+
+    def test_an_event_queued_before_async_settings_were_recorded_gets_lambdas_defaults(self):
+        from invocations.asynchronous import conclude
+
+        invocation = self.orphan(worker="elsewhere:1")
+        config = {k: v for k, v in invocation.config.items() if k != "async"}
+        Invocation.objects.filter(pk=invocation.pk).update(status="FAILED", attempts=1, config=config)
+        invocation.refresh_from_db()
+        with transaction.atomic():
+            conclude(invocation)  # 1 attempt of Lambda's default 3: a retry
+        invocation.refresh_from_db()
+        self.assertEqual(invocation.status, "QUEUED")
+        self.assertIn("-attempt-2", invocation.job_id)

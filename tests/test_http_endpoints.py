@@ -50,6 +50,9 @@ def handler(event, context):
         return {"hello": "world", "n": 1}
     if path == "/string":
         return "Hello, world!"
+    if path == "/console-cookies":
+        return {"statusCode": 200, "cookies": ["sessionid=stolen; Path=/", "csrftoken=fixed", "mine=1"],
+                "headers": {"content-type": "text/html"}, "body": "<script>fetch('/admin/')</script>"}
     if path == "/bad-cookie":
         return {"statusCode": 200, "cookies": ["a=1\\r\\nX-Injected: yes"], "body": "x"}
     if path == "/bad-header-name":
@@ -248,6 +251,43 @@ class ResponseTests(EndpointTestCase):
                 self.assertMessage(reply, 502, "Internal Server Error")
                 self.assertIsNone(reply.headers["X-Injected"])
                 self.assertEqual(self.row(reply).status, Invocation.Status.SUCCEEDED)
+
+
+class ConsoleOriginTests(EndpointTestCase):
+    """Endpoints share the console's host: they must not see, set or act with the console's cookies."""
+
+    def test_the_function_never_sees_the_consoles_cookies(self):
+        fn = self.create_function(handler_zip(ECHO), name="cookie-echo")
+        trigger, _ = self.endpoint(fn)
+        reply = self.request("GET", f"/url/{trigger.url_id}/", headers=[
+            ("Cookie", "sessionid=secret-session; csrftoken=secret-token; messages=m; theme=dark")])
+        self.assertEqual(reply.status, 200, reply.body)
+        self.assertEqual(reply.json()["cookies"], ["theme=dark"])
+        self.assertNotIn(b"secret", reply.body)
+
+    def test_the_function_cannot_set_the_consoles_cookies_or_act_as_a_console_page(self):
+        fn = self.create_function(handler_zip(RESPONDER), name="cookie-setter")
+        trigger, _ = self.endpoint(fn)
+        reply = self.request("GET", f"/url/{trigger.url_id}/console-cookies")
+        self.assertEqual(reply.status, 200, reply.body)
+        self.assertEqual(reply.headers.get_all("Set-Cookie"), ["mine=1"])
+        self.assertTrue(reply.headers["Content-Security-Policy"].startswith("sandbox "))
+        self.assertNotIn("allow-same-origin", reply.headers["Content-Security-Policy"])
+        # Every answer of an endpoint URL, also the ones no function made.
+        missing = self.request("GET", "/url/nosuchendpoint/")
+        self.assertEqual(missing.status, 404)
+        self.assertTrue(missing.headers["Content-Security-Policy"].startswith("sandbox "))
+
+    def test_a_multipart_form_reaches_the_function_as_its_raw_body(self):
+        fn = self.create_function(handler_zip(ECHO), name="form-echo")
+        trigger, _ = self.endpoint(fn)
+        body = (b"--XyZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\n1\r\n--XyZ--\r\n")
+        reply = self.request("POST", f"/url/{trigger.url_id}/form", body=body,
+                             headers=[("Content-Type", "multipart/form-data; boundary=XyZ")])
+        self.assertEqual(reply.status, 200, reply.body)
+        event = reply.json()
+        self.assertTrue(event["isBase64Encoded"])
+        self.assertEqual(base64.b64decode(event["body"]), body)
 
 
 class KeyAuthTests(EndpointTestCase):
@@ -465,3 +505,23 @@ class AliasTests(EndpointTestCase):
         self.assertEqual(row.version, "1")
         self.assertEqual(row.qualifier, "live")
         self.assertEqual(row.trigger_id, trigger.pk)
+
+
+class WaitingLimitTests(World, TransactionTestCase):
+    """Endpoint requests waiting for an invocation are bounded per web process (ENDPOINT_MAX_WAITING)."""
+
+    def setUp(self):
+        self.make_world()
+
+    def test_a_request_over_the_waiting_limit_is_429_and_invokes_nothing(self):
+        from django.test import override_settings
+
+        fn = self.create_function(handler_zip(ECHO), name="busy")
+        form = HttpEndpointForm({"qualifier": "", "auth_type": "NONE"}, function=fn)
+        self.assertTrue(form.is_valid(), form.errors)
+        trigger, _ = form.save()
+        with override_settings(ENDPOINT_MAX_WAITING=0):  # every slot taken
+            response = self.client.get(f"/url/{trigger.url_id}/")
+        self.assertEqual(response.status_code, 429)
+        self.assertEqual(response.json(), {"message": "Too Many Requests"})
+        self.assertFalse(Invocation.objects.exists())

@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, time, timedelta
 from datetime import timezone as dt_timezone
 from pathlib import Path
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -217,6 +218,32 @@ class FireDueTests(ScheduleWorld, BaseTestCase):
         self.assertGreater(orphan.next_fire_at, self.now)  # skipped, not retried every second
         self.assertEqual(self.fire_due(), [])
         self.assertFalse(Alias.objects.filter(name="gone").exists())
+
+
+class EditRaceTests(ScheduleWorld, BaseTestCase):
+    def test_saving_a_schedule_edited_before_its_tick_fired_does_not_fire_the_tick_again(self):
+        fn = self.create_function(handler_zip(ECHO), name="edited")
+        tick = timezone.now() - timedelta(seconds=1)
+        trigger = self.make_schedule(fn, next_fire_at=tick)
+        on_the_page = Trigger.objects.get(pk=trigger.pk)  # the edit page loaded it, tick still to come
+        with self.captureOnCommitCallbacks(execute=False):
+            self.assertEqual(len(schedules.fire_due()), 1)  # a scheduler fires the tick meanwhile
+        form = ScheduleForm({"qualifier": "", "expression": "rate(10 minutes)", "timezone": "UTC",
+                             "enabled": "on"}, function=fn, trigger=on_the_page)
+        self.assertTrue(form.is_valid(), form.errors)
+        polls = []
+
+        def arm_after_a_poll(trigger):
+            # A scheduler's poll lands between the form's writes: the saved row must not be due again.
+            with self.captureOnCommitCallbacks(execute=False):
+                polls.append(schedules.fire_due())
+            schedules.arm(trigger)
+
+        with mock.patch("invocations.forms.arm", arm_after_a_poll):
+            form.save()
+        self.assertEqual(polls, [[]])
+        self.assertEqual(fn.invocations.count(), 1)
+        self.assertGreater(Trigger.objects.get(pk=trigger.pk).next_fire_at, timezone.now())
 
 
 class TwoSchedulersTests(ScheduleWorld, WorkerTestCase):

@@ -304,8 +304,8 @@ class AsyncSettingsTests(BaseTestCase):
         with self.captureOnCommitCallbacks(execute=False):
             through_live = invoke(self.fn, "{}", kind=Invocation.Kind.ASYNC, qualifier="live")
             unqualified = invoke(self.fn, "{}", kind=Invocation.Kind.ASYNC)
-        self.assertEqual(through_live.config["async"], configs["live"])
-        self.assertEqual(unqualified.config["async"], configs["$LATEST"])
+        self.assertEqual(through_live.config["async"], {**configs["live"], "depth": 0})
+        self.assertEqual(unqualified.config["async"], {**configs["$LATEST"], "depth": 0})
 
     def test_out_of_range_values_are_refused_and_nothing_is_saved(self):
         self.post()

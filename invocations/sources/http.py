@@ -66,8 +66,9 @@ HEADER_VALUE_BAD_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
-def build_event(request, *, raw_path, api_id, request_id, account_id="anonymous", now=None):
-    """The payload format 2.0 event a function URL sends for `request`."""
+def build_event(request, *, raw_path, api_id, request_id, account_id="anonymous", now=None, hidden_cookies=()):
+    """The payload format 2.0 event a function URL sends for `request`, without the cookies named in
+    `hidden_cookies`."""
     meta = request.META
     now = (now or timezone.now()).astimezone(dt_timezone.utc)
     raw_query = meta.get("QUERY_STRING", "")
@@ -82,7 +83,8 @@ def build_event(request, *, raw_path, api_id, request_id, account_id="anonymous"
 
     event = {"version": "2.0", "routeKey": "$default", "rawPath": raw_path, "rawQueryString": raw_query}
     # Split on ";" and strip rather than on "; " exactly, so "a=1;b=2" splits too.
-    cookies = [c.strip() for c in meta.get("HTTP_COOKIE", "").split(";") if c.strip()]
+    cookies = [c.strip() for c in meta.get("HTTP_COOKIE", "").split(";")
+               if c.strip() and c.split("=", 1)[0].strip() not in hidden_cookies]
     if cookies:
         event["cookies"] = cookies
     event["headers"] = headers
