@@ -1,9 +1,11 @@
+from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
 from django.shortcuts import redirect, render
 from django.views.decorators.cache import never_cache
+from rq import Worker
 
-from invocations import queue
+from invocations import queue, schedules
 from invocations.runtime.sandbox import layers
 
 
@@ -11,10 +13,24 @@ def home(request):
     return redirect("functions:list")
 
 
+def _background(redis):
+    """The processes that do the work: without workers nothing runs, without a runner no schedule fires.
+    Neither makes the web unhealthy (a load balancer should keep sending requests)."""
+    workers = Worker.all(connection=redis, queue=queue.queue())
+    runner = schedules.runner()
+    return {
+        "RQ workers": (bool(workers), f"{len(workers)} listening on {settings.INVOCATION_QUEUE}" if workers
+                       else "none: invocations wait in the queue"),
+        "schedule runner": (runner is not None, f"{runner} polling" if runner
+                            else "none seen in the last seconds: schedules do not fire (manage.py run_schedules)"),
+    }
+
+
 @login_not_required
 @never_cache
 def status(request):
-    """Check the database and Redis (503 if either fails) and show which isolation layers this host has."""
+    """Check the database and Redis (503 if either fails); show the workers, the schedule runner and which
+    isolation layers this host has."""
     checks = {}
     try:
         with connection.cursor() as cursor:
@@ -36,5 +52,6 @@ def status(request):
         else "REDIS_URL has none: a function with outbound network on shares the host's network and could "
              "reach Redis, and whoever writes to RQ's queues runs code in the workers",
     )
-    context = {"healthy": healthy, "checks": checks, "layers": {**layers(), "Redis password": redis_password}}
+    context = {"healthy": healthy, "checks": checks, "background": _background(redis) if checks["redis"][0] else {},
+               "layers": {**layers(), "Redis password": redis_password}}
     return render(request, "console/status.html", context, status=200 if healthy else 503)

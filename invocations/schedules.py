@@ -8,6 +8,8 @@ the invocation, so each tick fires exactly once.
 
 import json
 import logging
+import os
+import socket
 import uuid
 from datetime import timezone as dt_timezone
 
@@ -16,6 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from functions.models import Alias, Trigger, Version, account_id
+from invocations import queue
 from invocations.invoke import invoke
 from invocations.models import Invocation
 from invocations.sources import schedule
@@ -24,6 +27,25 @@ log = logging.getLogger(__name__)
 
 # Names the Scheduled Event ids, which are derived from (schedule, tick) so a tick has one id.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1f8a5e-4d1c-4a59-9d62-2c6a1f0e7b3d")
+
+
+# A runner says it is alive at each pass; /status/ reads it.
+HEARTBEAT_SECONDS = 10
+
+
+def _heartbeat_key():
+    return f"{settings.INVOCATION_QUEUE}:schedule-runner"
+
+
+def beat():
+    """Record that a schedule runner is polling (for HEARTBEAT_SECONDS)."""
+    queue.connection().set(_heartbeat_key(), f"{socket.gethostname()}:{os.getpid()}", ex=HEARTBEAT_SECONDS)
+
+
+def runner():
+    """The host:pid of a schedule runner that polled within HEARTBEAT_SECONDS, or None."""
+    value = queue.connection().get(_heartbeat_key())
+    return value.decode() if value else None
 
 
 def next_tick(trigger, after):

@@ -1,13 +1,18 @@
 """/status/: the health check load balancers and people read, with the host's isolation layers."""
 
+import os
 import re
+import uuid
 from urllib.parse import urlsplit, urlunsplit
 
+import pytest
 import redis
 from django.conf import settings
 from django.test import Client, override_settings
 
+from invocations import queue
 from tests.base import BaseTestCase
+from tests.processes import use_queue
 
 
 class StatusTests(BaseTestCase):
@@ -84,3 +89,36 @@ class StatusLayerTests(BaseTestCase):
         self.assertIn(response.status_code, (200, 503))
         state, explanation = layer_row(response, "Redis password")
         self.assertEqual((state, explanation), ("active", "REDIS_URL has a password"))
+
+
+def background_row(response, name):
+    match = re.search(rf"<th>{re.escape(name)}</th><td class=\"(\w+)\">([^<]+)</td><td>([^<]*)</td>",
+                      response.content.decode())
+    assert match, f"no background row {name!r} on the status page"
+    return match.group(2), match.group(3)
+
+
+@pytest.mark.usefixtures("workers")
+class BackgroundTests(BaseTestCase):
+    """The workers and the schedule runner: shown, never making the web unhealthy."""
+
+    def test_it_shows_the_workers_listening_on_the_queue(self):
+        response = Client().get("/status/")
+        state, text = background_row(response, "RQ workers")
+        self.assertEqual(state, "running")
+        self.assertIn(f"listening on {settings.INVOCATION_QUEUE}", text)
+
+    def test_it_warns_when_nothing_listens_or_fires_schedules_and_stays_healthy(self):
+        from invocations import schedules
+
+        lonely = f"{settings.INVOCATION_QUEUE}-nobody-{uuid.uuid4().hex[:6]}"
+        with use_queue(lonely):
+            response = Client().get("/status/")
+            self.assertEqual(response.status_code, 200)
+            self.assertEqual(background_row(response, "RQ workers")[0], "NOT RUNNING")
+            self.assertEqual(background_row(response, "schedule runner")[0], "NOT RUNNING")
+            schedules.beat()  # what run_schedules does at each pass
+            self.addCleanup(queue.connection().delete, f"{lonely}:schedule-runner")
+            state, text = background_row(Client().get("/status/"), "schedule runner")
+        self.assertEqual(state, "running")
+        self.assertIn(f":{os.getpid()} polling", text)

@@ -4,7 +4,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from invocations.schedules import fire_due
+from invocations.schedules import beat, fire_due
 
 # Schedules tick on whole minutes at the finest; a second's poll fires them within about a second.
 POLL_SECONDS = 1.0
@@ -21,6 +21,7 @@ class Command(BaseCommand):
             while not stopping:
                 started = time.monotonic()
                 try:
+                    beat()
                     close_old_connections()
                     for invocation in fire_due():
                         self.stdout.write(f"fired {invocation.trigger_id}: invocation {invocation.pk}")
