@@ -127,6 +127,11 @@ INSTALLED_APPS = [
     "console",
     "functions",
     "invocations",
+    # Event sources with resources of their own (invocations.sources says how they plug in).
+    "invocations.queues",
+    "invocations.topics",
+    "invocations.buckets",
+    "invocations.tables",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

@@ -14,6 +14,10 @@ urlpatterns = [
     path("functions/", include("functions.urls")),
     path("layers/", include((layer_urlpatterns, "layers"))),
     path("invocations/", include("invocations.urls")),
+    path("queues/", include("invocations.queues.urls")),
+    path("topics/", include("invocations.topics.urls")),
+    path("buckets/", include("invocations.buckets.urls")),
+    path("tables/", include("invocations.tables.urls")),
     # HTTP endpoints (function URLs): public, each authenticated by its own settings.
     path("url/<str:url_id>/", endpoint, name="endpoint"),
     # Without the slash too: APPEND_SLASH's redirect would turn a client's POST into a GET.

@@ -22,7 +22,7 @@ def _background(redis):
         "RQ workers": (bool(workers), f"{len(workers)} listening on {settings.INVOCATION_QUEUE}" if workers
                        else "none: invocations wait in the queue"),
         "schedule runner": (runner is not None, f"{runner} polling" if runner
-                            else "none seen in the last seconds: schedules do not fire (manage.py run_schedules)"),
+                            else "none seen in the last seconds: schedules do not fire (manage.py run_event_sources)"),
     }
 
 

@@ -397,8 +397,14 @@ class Trigger(models.Model):
     class Kind(models.TextChoices):
         HTTP = "http", "HTTP endpoint"
         SCHEDULE = "schedule", "Schedule"
+        QUEUE = "queue", "Queue"
+        TOPIC = "topic", "Topic subscription"
+        BUCKET = "bucket", "Bucket notification"
+        TABLE = "table", "Table stream"
 
-    NOUNS = {Kind.HTTP: "HTTP endpoint", Kind.SCHEDULE: "schedule"}  # for sentences: "Saved the schedule."
+    # For sentences: "Saved the schedule."
+    NOUNS = {Kind.HTTP: "HTTP endpoint", Kind.SCHEDULE: "schedule", Kind.QUEUE: "queue trigger",
+             Kind.TOPIC: "topic subscription", Kind.BUCKET: "bucket notification", Kind.TABLE: "table stream trigger"}
 
     class Auth(models.TextChoices):
         NONE = "NONE", "None: anyone with the URL"
@@ -410,7 +416,8 @@ class Trigger(models.Model):
     qualifier = models.CharField(max_length=128, blank=True)
     enabled = models.BooleanField(default=True)
     # http: {"auth_type", "cors": {allow_origins, allow_methods, allow_headers, expose_headers, max_age,
-    # allow_credentials}}; schedule: {"expression", "timezone"}.
+    # allow_credentials}}; schedule: {"expression", "timezone"}; the event sources' kinds keep what their
+    # forms validate, with "summary": the settings in a line for the function page.
     config = models.JSONField(default=dict)
     # HTTP endpoints: the id in their stable URL, and for KEY auth the SHA-256 of the secret key (shown
     # once when made).

@@ -23,7 +23,7 @@ from functions.forms import (
 )
 from functions import diff, editor, envvars
 from functions.codezip import ZipRejected
-from functions.models import LATEST, Function, Layer, LayerVersion, TestEvent
+from functions.models import LATEST, Function, Layer, LayerVersion, TestEvent, Trigger
 
 RECENT_INVOCATIONS = 20
 
@@ -112,6 +112,7 @@ def render_detail(request, function, invoke_form=None, event_form=None, code_for
         "layer_slots": _layer_slots(function),
         "alias_form": alias_form or AliasForm(function=function),
         "triggers": _triggers(function),
+        "trigger_kinds": [(kind, Trigger.NOUNS[kind]) for kind in Trigger.Kind],
         "dead_letter_count": function.dead_letters.filter(redriven_at__isnull=True).count(),
     }
     return render(request, "functions/detail.html", context, status=status)

@@ -9,6 +9,7 @@ from redis.exceptions import RedisError
 from invocations import queue
 from functions.models import event_invoke_config, payload_too_large
 from invocations.models import Invocation
+from invocations.sources import invocation_finished
 from invocations.runtime.environment import INIT_MIN_SECONDS
 from invocations.wakeup import wait_finished
 
@@ -68,6 +69,7 @@ def invoke(function, event, kind=Invocation.Kind.SYNC, source="console", qualifi
         if function.reserved_concurrency == 0 and not asynchronous:
             # Nothing may run: answer at once, as Lambda does, instead of queueing a job to say so.
             invocation.throttle()
+            invocation_finished(invocation)
         else:
             transaction.on_commit(lambda: enqueue(invocation))
     return invocation

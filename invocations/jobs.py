@@ -14,6 +14,7 @@ from invocations import concurrency, queue
 from invocations.asynchronous import age_seconds, conclude, deliver, expire, maximum_event_age
 from invocations.invoke import WAIT_MARGIN_SECONDS, job_timeout, longest_run_seconds, whole_second_after
 from invocations.models import DeadLetter, Invocation
+from invocations.sources import invocation_finished
 from invocations.runtime.pool import pool
 from invocations.wakeup import notify_finished
 
@@ -52,8 +53,10 @@ def run_invocation(invocation_id, throttled=0):
         outcome = pool.run(invocation.config, invocation.request_id, invocation.event)
         with transaction.atomic():
             # Not finished (the sweep failed it meanwhile, taking its retry along): nothing follows here.
-            if invocation.finish(outcome) and asynchronous:
-                conclude(invocation)
+            if invocation.finish(outcome):
+                invocation_finished(invocation)
+                if asynchronous:
+                    conclude(invocation)
     except BaseException as e:
         # Also a Redis failure, SystemExit (a forced worker shutdown) and RQ's job timeout: the row must
         # not stay RUNNING (or QUEUED with no job behind it). An asynchronous event gets its retries.
@@ -82,8 +85,10 @@ def _fail(invocation, error):
         with transaction.atomic():
             failed = invocation.fail("ServiceException", f"The platform failed to run the invocation: {error!r}",
                                      running_on=invocation.worker)
-            if failed and invocation.kind == Invocation.Kind.ASYNC:
-                conclude(invocation)
+            if failed:
+                invocation_finished(invocation)
+                if invocation.kind == Invocation.Kind.ASYNC:
+                    conclude(invocation)
     except Exception:
         log.exception("could not record the failure of invocation %s; the workers' sweep will", invocation.pk)
 
@@ -94,7 +99,9 @@ def _throttle(invocation, throttled):
     destination."""
     delay = min(THROTTLE_BACKOFF_MAX_SECONDS, 2 ** throttled)
     if invocation.kind == Invocation.Kind.SYNC:
-        invocation.throttle()  # the caller (run_invocation) wakes a sync caller
+        with transaction.atomic():
+            invocation.throttle()  # the caller (run_invocation) wakes a sync caller
+            invocation_finished(invocation)
         return invocation.status
     if age_seconds(invocation) + delay > maximum_event_age(invocation):
         with transaction.atomic():

@@ -1,7 +1,7 @@
 """Fire schedules: each tick of an enabled schedule invokes its function once, asynchronously, with
 EventBridge's Scheduled Event.
 
-Any number of schedulers may run (`manage.py run_schedules`, one per `./dev run`): a tick belongs to the
+Any number of schedulers may run (`manage.py run_event_sources`, one per `./dev run`): a tick belongs to the
 one whose conditional UPDATE moves the schedule's `next_fire_at` past it, in the transaction that records
 the invocation, so each tick fires exactly once.
 """

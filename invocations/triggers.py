@@ -1,4 +1,5 @@
-"""Pages for a function's triggers (HTTP endpoints and schedules) and its asynchronous settings."""
+"""Pages for a function's triggers (every kind an event source registers, invocations.sources) and its
+asynchronous settings."""
 
 from django.contrib import messages
 from django.db import IntegrityError, transaction
@@ -11,9 +12,8 @@ from django.views.decorators.http import require_POST
 from functions.models import LATEST, Alias, Trigger, Version
 from functions.views import _get_function_for_user
 from invocations import endpoints, schedules
-from invocations.forms import EventInvokeConfigForm, HttpEndpointForm, ScheduleForm
-
-FORMS = {Trigger.Kind.HTTP: HttpEndpointForm, Trigger.Kind.SCHEDULE: ScheduleForm}
+from invocations.forms import EventInvokeConfigForm, HttpEndpointForm
+from invocations.sources import trigger_kinds
 
 
 def endpoint_url(request, trigger):
@@ -22,7 +22,7 @@ def endpoint_url(request, trigger):
 
 def trigger_new(request, name, kind):
     function = _get_function_for_user(request, name)
-    if kind not in FORMS:
+    if kind not in trigger_kinds:
         raise Http404("No such kind of trigger.")
     return _edit(request, function, kind, None)
 
@@ -34,7 +34,7 @@ def trigger_edit(request, name, pk):
 
 
 def _edit(request, function, kind, trigger):
-    form_class = FORMS[kind]
+    form_class = trigger_kinds[kind].form_class
     key = None
     if request.method == "POST":
         form = form_class(request.POST, function=function, trigger=trigger)
@@ -45,7 +45,8 @@ def _edit(request, function, kind, trigger):
             except IntegrityError:  # another request added the same endpoint meanwhile
                 form.add_error("qualifier", "That function or alias already has an HTTP endpoint.")
             else:
-                trigger, key = saved if kind == Trigger.Kind.HTTP else (saved, None)
+                # An HTTP endpoint's form also returns a new secret key.
+                trigger, key = saved if isinstance(saved, tuple) else (saved, None)
                 if key is None:
                     messages.success(request, f"Saved the {trigger.noun}.")
                     return redirect(f"{function.get_absolute_url()}#triggers")
@@ -91,19 +92,28 @@ def trigger_fire(request, name, pk):
     """Fire a trigger now with a sample event, through the path its real events take."""
     function = _get_function_for_user(request, name)
     trigger = get_object_or_404(function.triggers.select_related("function__owner"), pk=pk)
-    if trigger.kind == Trigger.Kind.SCHEDULE:
-        try:
-            invocation = schedules.fire(trigger, timezone.now())
-        except (Version.DoesNotExist, Alias.DoesNotExist):  # as its ticks are, when the alias is deleted
-            messages.error(request, f"The schedule was not fired: {trigger.target} no longer exists.")
-            return redirect(f"{function.get_absolute_url()}#triggers")
-        messages.success(request, "Fired the schedule: its invocation is queued.")
-        return redirect(invocation)
+    kind = trigger_kinds.get(trigger.kind)
+    if kind is None:
+        raise Http404("No such kind of trigger.")
+    return kind.fire(request, trigger)
+
+
+def fire_schedule(request, trigger):
+    try:
+        invocation = schedules.fire(trigger, timezone.now())
+    except (Version.DoesNotExist, Alias.DoesNotExist):  # as its ticks are, when the alias is deleted
+        messages.error(request, f"The schedule was not fired: {trigger.target} no longer exists.")
+        return redirect(f"{trigger.function.get_absolute_url()}#triggers")
+    messages.success(request, "Fired the schedule: its invocation is queued.")
+    return redirect(invocation)
+
+
+def fire_endpoint(request, trigger):
     response = endpoints.serve(endpoints.sample_request(request, trigger), trigger, "/", authenticated=True)
     invocation_id = response.get("X-Amzn-RequestId")
     if invocation_id is None:  # refused before invoking (e.g. the endpoint is disabled)
         messages.error(request, f"The endpoint answered {response.status_code}: {response.content.decode()}")
-        return redirect(f"{function.get_absolute_url()}#triggers")
+        return redirect(f"{trigger.function.get_absolute_url()}#triggers")
     messages.success(request, f"GET {endpoint_url(request, trigger)} answered {response.status_code}.")
     return redirect("invocations:detail", invocation_id)
 

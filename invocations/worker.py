@@ -21,6 +21,7 @@ from invocations.invoke import job_timeout
 from invocations.models import Invocation
 from invocations.runtime import sandbox
 from invocations.runtime.pool import pool, remove_stale
+from invocations.sources import invocation_finished
 from invocations.wakeup import notify_finished
 
 
@@ -49,7 +50,7 @@ class LambdaWorker(SimpleWorker):
                 self.log.exception("maintenance step %s failed; trying again at the next pass", step.__name__)
 
     def sweep_orphans(self):
-        for invocation in Invocation.fail_orphans(then=_retry_if_async, stuck=stuck):
+        for invocation in Invocation.fail_orphans(then=_after_failure, stuck=stuck):
             self.log.warning("failed invocation %s: its worker (%s) died or it ran past every limit",
                              invocation.pk, invocation.worker)
             concurrency.release(invocation.function_id, invocation.pk)
@@ -75,7 +76,8 @@ def stuck(invocation):
     return invocation.started_at is not None and timezone.now() - invocation.started_at > limit
 
 
-def _retry_if_async(invocation):
+def _after_failure(invocation):
+    invocation_finished(invocation)
     # A worker dying mid-attempt is a failed attempt: the event is retried, never lost.
     if invocation.kind == Invocation.Kind.ASYNC:
         asynchronous.conclude(invocation)

@@ -357,21 +357,21 @@ class SweepTests(World, TransactionTestCase):
         return invocation
 
     def test_two_sweeps_of_one_orphan_deliver_it_once(self):
-        from invocations.worker import _retry_if_async
+        from invocations.worker import _after_failure
 
         invocation = self.orphan(worker=f"{socket.gethostname()}:999999999")  # no such process
-        first = Invocation.fail_orphans(then=_retry_if_async)
-        second = Invocation.fail_orphans(then=_retry_if_async)
+        first = Invocation.fail_orphans(then=_after_failure)
+        second = Invocation.fail_orphans(then=_after_failure)
         self.assertEqual(([i.pk for i in first], second), ([invocation.pk], []))
         self.assertEqual(DeadLetter.objects.get().invocation_id, invocation.pk)
 
     def test_an_invocation_running_past_every_limit_is_failed_though_its_worker_lives(self):
-        from invocations.worker import _retry_if_async, stuck
+        from invocations.worker import _after_failure, stuck
 
         alive = self.orphan(worker=f"{socket.gethostname()}:{os.getpid()}")
-        self.assertEqual(Invocation.fail_orphans(then=_retry_if_async, stuck=stuck), [])
+        self.assertEqual(Invocation.fail_orphans(then=_after_failure, stuck=stuck), [])
         Invocation.objects.filter(pk=alive.pk).update(started_at=timezone.now() - timedelta(hours=1))
-        swept = Invocation.fail_orphans(then=_retry_if_async, stuck=stuck)
+        swept = Invocation.fail_orphans(then=_after_failure, stuck=stuck)
         self.assertEqual([i.pk for i in swept], [alive.pk])
         self.assertEqual(DeadLetter.objects.get().condition, "RetriesExhausted")
 

@@ -3,7 +3,7 @@
 Sign in, create a function from a ZIP, save a test event, invoke it through the real RQ workers and read
 the invocation page; and see that a broken ZIP is refused with a form error naming the problem. Then what
 invokes a function by itself: an HTTP endpoint called from the browser, a schedule previewed, saved and fired
-by a real `run_schedules` process, and an asynchronous event that fails into the dead-letter inbox and is
+by a real `run_event_sources` process, and an asynchronous event that fails into the dead-letter inbox and is
 edited and redriven from there.
 """
 
@@ -271,16 +271,16 @@ def reload_until(page, locator, text, timeout=BACKGROUND_TIMEOUT):
 
 @pytest.fixture
 def scheduler(workers):
-    """A real `manage.py run_schedules` on the test database, as `./dev run` starts one; stopped with SIGTERM."""
-    log_path = log_dir() / "run_schedules.log"
+    """A real `manage.py run_event_sources` on the test database, as `./dev run` starts one; stopped with SIGTERM."""
+    log_path = log_dir() / "run_event_sources.log"
     with open(log_path, "w") as log:
-        process = subprocess.Popen([sys.executable, "manage.py", "run_schedules"], cwd=ROOT,
+        process = subprocess.Popen([sys.executable, "manage.py", "run_event_sources"], cwd=ROOT,
                                    env=child_env(PYTHONUNBUFFERED="1"), stdout=log, stderr=subprocess.STDOUT)
     try:
         # It says so as it starts polling; only then can a due tick be expected to fire.
         assert wait_for(lambda: "firing schedules" in log_path.read_text() or process.poll() is not None, 30), \
-            f"run_schedules did not start; see {log_path}"
-        assert process.poll() is None, f"run_schedules exited with {process.returncode}: {log_path.read_text()}"
+            f"run_event_sources did not start; see {log_path}"
+        assert process.poll() is None, f"run_event_sources exited with {process.returncode}: {log_path.read_text()}"
         yield process
     finally:
         if process.poll() is None:
@@ -291,7 +291,7 @@ def scheduler(workers):
             process.kill()  # so the session goes on; the test still fails below
             process.wait()
             code = None
-    assert code == 0, f"run_schedules did not exit cleanly on SIGTERM (exit {code}); see {log_path}"
+    assert code == 0, f"run_event_sources did not exit cleanly on SIGTERM (exit {code}); see {log_path}"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -378,7 +378,7 @@ def test_a_schedule_previewed_saved_and_fired(page, scheduler):
     expect(row.locator(".trigger-count")).to_have_text("0")
 
     # This stands in for the clock reaching the schedule's first tick (a minute away): the tick is due now,
-    # and the run_schedules process fires it within its one-second poll.
+    # and the run_event_sources process fires it within its one-second poll.
     assert Trigger.objects.filter(function__name="ticker", kind=Trigger.Kind.SCHEDULE).update(
         next_fire_at=timezone.now()) == 1
 

@@ -247,13 +247,13 @@ class EditRaceTests(ScheduleWorld, BaseTestCase):
 
 
 class TwoSchedulersTests(ScheduleWorld, WorkerTestCase):
-    """Two real `manage.py run_schedules` processes on the test database, and the shared workers: each tick
+    """Two real `manage.py run_event_sources` processes on the test database, and the shared workers: each tick
     fires once."""
 
     def start_scheduler(self, name):
         log = open(log_dir() / f"{name}.log", "w")
         self.addCleanup(log.close)
-        process = subprocess.Popen([sys.executable, "manage.py", "run_schedules"], cwd=ROOT,
+        process = subprocess.Popen([sys.executable, "manage.py", "run_event_sources"], cwd=ROOT,
                                    env=child_env(PYTHONUNBUFFERED="1"), stdout=log, stderr=subprocess.STDOUT)
         self.addCleanup(stop, [process])
         return process, log.name
@@ -263,7 +263,7 @@ class TwoSchedulersTests(ScheduleWorld, WorkerTestCase):
         for process, log_name in schedulers:
             started = wait_for(lambda: process.poll() is not None or "firing schedules" in Path(log_name).read_text(),
                                30)
-            self.assertTrue(started and process.poll() is None, f"run_schedules did not start; see {log_name}")
+            self.assertTrue(started and process.poll() is None, f"run_event_sources did not start; see {log_name}")
 
         fn = self.create_function(handler_zip(ECHO), name="every-minute")
         trigger = self.make_schedule(fn, expression="rate(1 minute)")
@@ -301,7 +301,7 @@ class TwoSchedulersTests(ScheduleWorld, WorkerTestCase):
             try:
                 self.assertEqual(process.wait(timeout=10), 0, f"see {log_name}")
             except subprocess.TimeoutExpired:
-                self.fail(f"run_schedules did not stop on SIGTERM; see {log_name}")
+                self.fail(f"run_event_sources did not stop on SIGTERM; see {log_name}")
         fired_lines = [line for _, log_name in schedulers for line in Path(log_name).read_text().splitlines()
                        if re.match(rf"fired {trigger.pk}: invocation ", line)]
         self.assertEqual(len(fired_lines), 3, fired_lines)
@@ -313,7 +313,7 @@ class TwoSchedulersTests(ScheduleWorld, WorkerTestCase):
         for process, log_name in schedulers:
             started = wait_for(lambda: process.poll() is not None or "firing schedules" in Path(log_name).read_text(),
                                30)
-            self.assertTrue(started and process.poll() is None, f"run_schedules did not start; see {log_name}")
+            self.assertTrue(started and process.poll() is None, f"run_event_sources did not start; see {log_name}")
         fn = self.create_function(handler_zip(ECHO), name="crowd")
         triggers = [self.make_schedule(fn, expression="rate(1 day)") for _ in range(30)]
         tick = timezone.now() + timedelta(seconds=1)

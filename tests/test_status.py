@@ -117,7 +117,7 @@ class BackgroundTests(BaseTestCase):
             self.assertEqual(response.status_code, 200)
             self.assertEqual(background_row(response, "RQ workers")[0], "NOT RUNNING")
             self.assertEqual(background_row(response, "schedule runner")[0], "NOT RUNNING")
-            schedules.beat()  # what run_schedules does at each pass
+            schedules.beat()  # what run_event_sources does at each pass
             self.addCleanup(queue.connection().delete, f"{lonely}:schedule-runner")
             state, text = background_row(Client().get("/status/"), "schedule runner")
         self.assertEqual(state, "running")
