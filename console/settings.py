@@ -260,9 +260,9 @@ ENVIRONMENT_IDLE_SECONDS = envint("ENVIRONMENT_IDLE_SECONDS", 600)
 # Seconds before the first and the second retry of a failed asynchronous event (Lambda: about 1 and 2
 # minutes).
 ASYNC_RETRY_DELAYS = envints("ASYNC_RETRY_DELAYS", "60,120")
-# How long a queued asynchronous event may wait past its due time, with no job left for it in Redis,
-# before the workers' sweep queues it again (Redis lost it: a restart without persistence, a failed enqueue).
-ASYNC_REQUEUE_AFTER = envint("ASYNC_REQUEUE_AFTER", 60)
+# How long a queued invocation may lack a live RQ job (Redis lost it, or it failed before claiming the
+# row) before the workers' sweep queues an asynchronous event again or fails a synchronous invocation.
+LOST_JOB_AFTER = envint("LOST_JOB_AFTER", 60)
 # HTTP endpoint requests one web process lets wait for their invocation at once; more are answered 429,
 # so that endpoints never take every thread (WEB_THREADS) the console's pages need.
 ENDPOINT_MAX_WAITING = envint("ENDPOINT_MAX_WAITING", max(1, envint("WEB_THREADS", 8) - 2))

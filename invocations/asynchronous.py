@@ -8,17 +8,13 @@ point leaves either the attempt to be made again or its outcome delivered, never
 
 import json
 import logging
-import uuid
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from redis.exceptions import RedisError
-from rq.job import Job, JobStatus
 
 from functions.models import Alias, EventInvokeConfig, Function, Version, account_id
-from invocations import queue
 from invocations.invoke import RequestTooLarge, enqueue, invoke
 from invocations.models import DeadLetter, Invocation
 
@@ -167,42 +163,6 @@ def _json_or_text(text):
         return json.loads(text) if text else None
     except json.JSONDecodeError:
         return text
-
-
-# Jobs still on their way to a worker; any other state (finished, failed, stopped, canceled, gone)
-# means the row's next attempt has no job to make it.
-LIVE_JOB_STATES = {JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.STARTED, JobStatus.DEFERRED}
-REQUEUE_BATCH = 500
-
-
-def requeue_lost(now=None):
-    """Queue again the asynchronous events that are due but have no live job; return them.
-
-    A job is lost when Redis restarts without persistence or was down when it was queued, and a job
-    fails before claiming its row when the database is down or its worker dies.
-    """
-    now = now or timezone.now()
-    overdue = now - timedelta(seconds=settings.ASYNC_REQUEUE_AFTER)
-    waiting = list(Invocation.objects.filter(
-        status=Invocation.Status.QUEUED, kind=Invocation.Kind.ASYNC, retry_at__lt=overdue,
-    ).values_list("id", "job_id")[:REQUEUE_BATCH])
-    if not waiting:
-        return []
-    try:
-        jobs = Job.fetch_many([job_id for _, job_id in waiting], connection=queue.connection())
-    except RedisError:
-        return []  # nothing can be queued now; the next pass tries again
-    lost = []
-    for (pk, job_id), job in zip(waiting, jobs):
-        if job is not None and job.get_status(refresh=False) in LIVE_JOB_STATES:
-            continue
-        new_job_id = f"{pk}-requeued-{uuid.uuid4().hex[:12]}"
-        # Only if nobody moved it on meanwhile (another worker's sweep, a late claim): one new job at most.
-        if Invocation.objects.filter(pk=pk, status=Invocation.Status.QUEUED, job_id=job_id).update(job_id=new_job_id):
-            invocation = Invocation.objects.only("id", "job_id", "config", "kind").get(pk=pk)
-            enqueue(invocation)
-            lost.append(invocation)
-    return lost
 
 
 def redrive(letter):

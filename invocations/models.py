@@ -270,12 +270,13 @@ class Invocation(models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
 
-    def fail(self, error_type, message, running_on=None):
+    def fail(self, error_type, message, running_on=None, queued_for=None):
         """Finish an invocation the platform could not run (it could not be queued, or its worker failed);
         return whether this call failed it.
 
         With `running_on`, only while that worker runs it: a sweep or a failing worker must not fail an
-        attempt that has since ended, or a later attempt.
+        attempt that has since ended, or a later attempt. With `queued_for`, only while it waits for that
+        job.
         """
         fields = dict(
             status=self.Status.FAILED, error_type=error_type, finished_at=timezone.now(),
@@ -284,6 +285,8 @@ class Invocation(models.Model):
         rows = Invocation.objects.filter(pk=self.pk)
         if running_on is not None:
             rows = rows.filter(status=self.Status.RUNNING, worker=running_on)
+        elif queued_for is not None:
+            rows = rows.filter(status=self.Status.QUEUED, job_id=queued_for)
         else:
             rows = rows.filter(status__in=[self.Status.QUEUED, self.Status.RUNNING])
         if not rows.update(**fields):

@@ -16,7 +16,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 from rq import SimpleWorker
 
-from invocations import asynchronous, concurrency
+from invocations import asynchronous, concurrency, lost
 from invocations.invoke import job_timeout
 from invocations.models import Invocation
 from invocations.runtime import sandbox
@@ -42,7 +42,7 @@ class LambdaWorker(SimpleWorker):
         super().run_maintenance_tasks()
         # RQ's dequeue loop, which calls this, survives only Redis errors: a database restart or a locked
         # SQLite file must not end the worker, and one failing step must not skip the others.
-        for step in (self.sweep_orphans, self.requeue_lost, remove_stale, pool.evict):
+        for step in (self.sweep_orphans, self.sweep_lost_jobs, remove_stale, pool.evict):
             try:
                 close_old_connections()
                 step()
@@ -56,9 +56,11 @@ class LambdaWorker(SimpleWorker):
             concurrency.release(invocation.function_id, invocation.pk)
             notify_finished(invocation.pk)
 
-    def requeue_lost(self):
-        for invocation in asynchronous.requeue_lost():
-            self.log.warning("queued asynchronous invocation %s again: Redis had lost its job", invocation.pk)
+    def sweep_lost_jobs(self):
+        for invocation in lost.requeue_events():
+            self.log.warning("queued asynchronous invocation %s again: its job was lost", invocation.pk)
+        for invocation in lost.fail_sync():
+            self.log.warning("failed synchronous invocation %s: its job was lost", invocation.pk)
 
     def work(self, *args, **kwargs):
         sandbox.layers()  # detect the host's isolation layers now, and load the egress filter

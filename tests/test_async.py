@@ -40,7 +40,7 @@ UNREACHABLE_REDIS = {"URL": "redis://127.0.0.1:1/0", "DEFAULT_TIMEOUT": 60}
 @pytest.mark.usefixtures("solo_worker")
 class AsyncTests(World, TransactionTestCase):
     # Retries after 1 s and then 2 s (Lambda: ~1 and ~2 minutes); lost jobs are looked for every second.
-    worker_env = {"ASYNC_RETRY_DELAYS": "1,2", "WORKER_MAINTENANCE_INTERVAL": "1", "ASYNC_REQUEUE_AFTER": "1"}
+    worker_env = {"ASYNC_RETRY_DELAYS": "1,2", "WORKER_MAINTENANCE_INTERVAL": "1", "LOST_JOB_AFTER": "1"}
 
     def setUp(self):
         self.make_world()
@@ -333,7 +333,7 @@ class SweepTests(World, TransactionTestCase):
         from rq.job import Job, JobStatus
 
         from invocations import queue
-        from invocations.asynchronous import requeue_lost
+        from invocations.lost import requeue_events
 
         invocation = self.queued_event(retry_at=timezone.now() - timedelta(minutes=5))
         # E.g. the database was down when a worker took the job.
@@ -342,13 +342,27 @@ class SweepTests(World, TransactionTestCase):
         job.set_status(JobStatus.FAILED, pipeline=None)
         job.save()
         self.addCleanup(job.delete)
-        requeued = requeue_lost()
+        requeued = requeue_events()
         self.assertEqual([i.pk for i in requeued], [invocation.pk])
-        self.assertEqual(requeue_lost(), [])  # its new job is queued: not lost again
+        self.assertEqual(requeue_events(), [])  # its new job is queued: not lost again
         invocation.refresh_from_db()
         self.assertEqual(invocation.job_id, requeued[0].job_id)
         self.assertEqual(Job.fetch(invocation.job_id, connection=queue.connection()).get_status(), JobStatus.QUEUED)
         queue.queue().remove(invocation.job_id)
+
+    def test_a_synchronous_invocation_whose_job_was_lost_is_failed(self):
+        from invocations.lost import fail_sync
+
+        # As invoke() writes it, but its job never reached Redis (or Redis lost it).
+        lost_one = Invocation.objects.create(function=self.fn, config=self.fn.config_snapshot(), event="{}",
+                                             memory_size_mb=128, job_id="a-job-redis-lost")
+        self.assertEqual(fail_sync(), [])  # not yet LOST_JOB_AFTER old: it may still be on its way
+        Invocation.objects.filter(pk=lost_one.pk).update(created_at=timezone.now() - timedelta(minutes=5))
+        self.assertEqual([i.pk for i in fail_sync()], [lost_one.pk])
+        self.assertEqual(fail_sync(), [])
+        lost_one.refresh_from_db()
+        self.assertEqual((lost_one.status, lost_one.error_type), ("FAILED", "ServiceException"))
+        self.assertIn("job was lost", lost_one.result)
 
     def orphan(self, **fields):
         invocation = self.queued_event()
