@@ -99,13 +99,12 @@ def deliver(invocation, condition):
     undelivered = None
     if target:
         try:
-            sent = invoke_destination(invocation, target, destination_record(invocation, condition))
-        except (Function.DoesNotExist, Version.DoesNotExist, Alias.DoesNotExist, RequestTooLarge,
-                RecursiveLoop) as e:
+            delivered = send_to_destination(invocation, target, destination_record(invocation, condition))
+        except Undeliverable as e:
             log.warning("destination %s of invocation %s failed: %s", target, invocation.pk, e)
-            undelivered = f"{target} not delivered: {_reason(e)}"
+            undelivered = f"{target} not delivered: {e}"
         else:
-            _set_destination(invocation, f"{target} (invocation {sent.pk})")
+            _set_destination(invocation, f"{target} ({delivered})")
             return
     if condition == SUCCESS:
         if undelivered:
@@ -116,23 +115,50 @@ def deliver(invocation, condition):
     _set_destination(invocation, f"dead-letter inbox ({undelivered})" if undelivered else "dead-letter inbox")
 
 
-class RecursiveLoop(Exception):
-    """Destinations have invoked one another MAX_DESTINATION_DEPTH times in a row."""
+class Undeliverable(Exception):
+    """The record cannot reach its destination; the text says why."""
 
 
 # Lambda stops a recursive loop of functions after about 16 invocations; so does a chain of destinations.
 MAX_DESTINATION_DEPTH = 16
 
 
-def invoke_destination(invocation, target, record):
-    """Invoke the destination function `target` (an ARN of the same owner's function, perhaps qualified)
-    asynchronously with the record."""
-    depth = async_settings(invocation).get("depth", 0) + 1
-    if depth > MAX_DESTINATION_DEPTH:
-        raise RecursiveLoop(f"a recursive loop of destinations was stopped after {MAX_DESTINATION_DEPTH} invocations")
-    function, qualifier = function_for_arn(invocation.function.owner, target)
-    return invoke(function, json.dumps(record), kind=Invocation.Kind.ASYNC, source="destination",
-                  qualifier=qualifier, destination_depth=depth)
+def send_to_destination(invocation, target, record):
+    """Send the record to `target`, an ARN of one of the owner's functions (invoked asynchronously with
+    it), queues (as a message) or topics (published); return what was made, for the invocation page."""
+    # Here, not at the top: the queue and topic apps import this app's models.
+    from invocations.queues.models import InvalidMessage, Queue
+    from invocations.topics.models import Topic
+
+    owner = invocation.function.owner
+    body = json.dumps(record)
+    try:
+        if target.startswith("arn:aws:sqs:"):
+            return f"message {resource_for_arn(Queue, owner, target).send(body).pk}"
+        if target.startswith("arn:aws:sns:"):
+            return f"message {resource_for_arn(Topic, owner, target).publish(body)}"
+        depth = async_settings(invocation).get("depth", 0) + 1
+        if depth > MAX_DESTINATION_DEPTH:
+            raise Undeliverable(f"a recursive loop of destinations was stopped after {MAX_DESTINATION_DEPTH} "
+                                "invocations")
+        function, qualifier = function_for_arn(owner, target)
+        sent = invoke(function, body, kind=Invocation.Kind.ASYNC, source="destination", qualifier=qualifier,
+                      destination_depth=depth)
+        return f"invocation {sent.pk}"
+    except (Function.DoesNotExist, Version.DoesNotExist, Alias.DoesNotExist, Queue.DoesNotExist,
+            Topic.DoesNotExist):
+        raise Undeliverable("it no longer exists") from None
+    except (RequestTooLarge, InvalidMessage) as e:
+        raise Undeliverable(str(e)) from None
+
+
+def resource_for_arn(model, owner, arn):
+    """The owner's queue or topic named by `arn`; raise model.DoesNotExist for any other."""
+    account = account_id(owner)
+    prefix, _, name = arn.rpartition(":")
+    if prefix.split(":")[3:5] != [settings.LAMBDA_REGION, account]:
+        raise model.DoesNotExist(arn)
+    return model.objects.get(owner=owner, name=name)
 
 
 def function_for_arn(owner, arn):
@@ -150,12 +176,6 @@ def function_for_arn(owner, arn):
 def _set_destination(invocation, text):
     invocation.destination = text[:300]
     Invocation.objects.filter(pk=invocation.pk).update(destination=invocation.destination)
-
-
-def _reason(error):
-    if isinstance(error, (Function.DoesNotExist, Version.DoesNotExist, Alias.DoesNotExist)):
-        return "it no longer exists"
-    return str(error)
 
 
 def _json_or_text(text):

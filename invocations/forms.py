@@ -34,7 +34,14 @@ class EventInvokeConfigForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.function = function
         self.fields["qualifier"].choices = qualifier_choices(function)
-        others = [(f.arn, f"function {f.name}") for f in function.owner.functions.exclude(pk=function.pk)]
+        # Here, not at the top: the queue and topic apps import this module's neighbours.
+        from invocations.queues.models import Queue
+        from invocations.topics.models import Topic
+
+        owner = function.owner
+        others = ([(f.arn, f"function {f.name}") for f in owner.functions.exclude(pk=function.pk)]
+                  + [(q.arn, f"queue {q.name}") for q in Queue.objects.filter(owner=owner)]
+                  + [(t.arn, f"topic {t.name}") for t in Topic.objects.filter(owner=owner)])
         # A function as its own destination would invoke itself for ever.
         self.fields["on_success"].choices = [("", "none")] + others
         self.fields["on_failure"].choices = [("", "the dead-letter inbox")] + others

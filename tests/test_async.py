@@ -173,6 +173,28 @@ class AsyncTests(World, TransactionTestCase):
         self.assertEqual(Invocation.objects.count(), 17)  # the first, then 16 destinations
         self.assertFalse(DeadLetter.objects.exists())  # a success that went nowhere is not a failure
 
+    def test_queue_and_topic_destinations_receive_the_record(self):
+        from invocations.queues.models import Queue
+        from invocations.topics.models import QueueSubscription, Topic
+
+        failures = Queue.objects.create(owner=self.alice, name="failures")
+        successes = Topic.objects.create(owner=self.alice, name="successes")
+        fanned = Queue.objects.create(owner=self.alice, name="fanned")
+        QueueSubscription.objects.create(topic=successes, queue=fanned, raw_message_delivery=True)
+        EventInvokeConfig.objects.create(function=self.fn, maximum_retry_attempts=0,
+                                         on_failure=failures.arn, on_success=successes.arn)
+        failed = self.wait_finished(self.invoke_async({"fail": True}))
+        ok = self.wait_finished(self.invoke_async({"n": 1}))
+        record = json.loads(failures.messages.get().body)
+        self.assertEqual((record["requestContext"]["requestId"], record["requestContext"]["condition"]),
+                         (str(failed.pk), "RetriesExhausted"))
+        self.assertIn(f"{failures.arn} (message ", failed.destination)
+        self.assertFalse(DeadLetter.objects.exists())  # the queue took it
+        record = json.loads(fanned.messages.get().body)  # raw delivery: the record itself
+        self.assertEqual((record["requestContext"]["requestId"], record["requestContext"]["condition"]),
+                         (str(ok.pk), "Success"))
+        self.assertEqual(record["responsePayload"], {"echo": {"n": 1}})
+
     def test_a_gone_failure_destination_falls_back_to_the_inbox(self):
         sink = self.create_function(handler_zip("def handler(e, c):\n    return e\n"), name="gone-sink")
         EventInvokeConfig.objects.create(function=self.fn, on_failure=sink.arn, maximum_retry_attempts=0)
