@@ -268,6 +268,10 @@ LOST_JOB_AFTER = envint("LOST_JOB_AFTER", 60)
 ENDPOINT_MAX_WAITING = envint("ENDPOINT_MAX_WAITING", max(1, envint("WEB_THREADS", 8) - 2))
 # Where disk-backed /tmp images are made and mounted (every parent must be world-searchable).
 SCRATCH_DIR = Path(os.environ.get("SCRATCH_DIR", DATA_DIR / "scratch"))
+# Where bucket objects live, one directory per bucket with keys as paths (mounted read-only into sandboxes;
+# every parent must be world-searchable), and the largest object one upload may store (S3's: 5 GiB).
+BUCKETS_DIR = Path(os.environ.get("BUCKETS_DIR", DATA_DIR / "buckets"))
+BUCKET_MAX_OBJECT_BYTES = envint("BUCKET_MAX_OBJECT_BYTES", 5 * 1024 ** 3)
 
 LOGGING = {
     "version": 1,

@@ -108,6 +108,10 @@ class Function(models.Model):
     # The attached layer versions as invocations need them, [{"arn", "code_sha256"}] in order; a copy of
     # FunctionLayer's rows (which the layer pages query), kept so that invoking costs no extra query.
     layers = models.JSONField(default=list, blank=True)
+    # The owner's buckets this function has an enabled notification from, [{"bucket": name, "directory":
+    # "<id>-<name>"}] in name order: each is mounted read-only at /mnt/<name> in its sandboxes. Kept by
+    # invocations.buckets whenever its notifications change, so that invoking costs no extra query.
+    mounts = models.JSONField(default=list, blank=True)
     code = models.ForeignKey(CodeArtifact, on_delete=models.PROTECT, related_name="functions")
     created_at = models.DateTimeField(auto_now_add=True)
     last_modified = models.DateTimeField(auto_now=True)

@@ -54,6 +54,7 @@ def invoke(function, event, kind=Invocation.Kind.SYNC, source="console", qualifi
     if too_large:
         raise RequestTooLarge(too_large)
     config = function.resolve(qualifier)
+    config["mounts"] = function.mounts  # the buckets its notifications come from, for every version
     if asynchronous:
         # What happens to the event after a failure is decided when it is queued, like what runs.
         config["async"] = {**event_invoke_config(function, qualifier), "depth": destination_depth}

@@ -297,7 +297,8 @@ class Invocation(models.Model):
 
 
 # What a worker needs of an invocation to run it (Invocation.claim returns these).
-RUN_FIELDS = ("kind", "source", "config", "event", "function", "memory_size_mb", "qualifier", "created_at", "attempts")
+RUN_FIELDS = ("kind", "source", "trigger", "config", "event", "function", "memory_size_mb", "qualifier", "created_at",
+              "attempts")
 
 
 def _from_db(field, value):

@@ -8,9 +8,10 @@ from urllib.parse import quote
 
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
-from django.urls import URLResolver, converters, get_resolver, reverse
+from django.urls import URLResolver, converters, get_resolver, resolve, reverse
 
 from functions.models import CodeArtifact, Function, TestEvent
+from invocations.buckets.urls import KeyConverter
 from invocations.models import Invocation
 from tests.base import BaseTestCase, handler_zip
 
@@ -125,6 +126,7 @@ class AnonymousAccessTests(AccessTestCase):
             converters.UUIDConverter: str(self.invocation.pk),
             converters.PathConverter: str(self.fn.pk),
             converters.SlugConverter: self.fn.name,
+            KeyConverter: str(self.fn.pk),
         }
         found = list(walk(get_resolver().url_patterns, samples))
         for chain, url in found:
@@ -151,6 +153,11 @@ class AnonymousAccessTests(AccessTestCase):
                 if url in PUBLIC:
                     if method == "get" and response.status_code != 200:
                         wrong.append(f"GET {url}: {response.status_code}, expected the public page")
+                    continue
+                if getattr(resolve(url).func, "is_api", False):
+                    # Programs' APIs: no sign-in page, a 401 naming what to send.
+                    if response.status_code != 401 or "__type" not in response.json():
+                        wrong.append(f"{method.upper()} {url}: {response.status_code}, expected 401 from the API")
                     continue
                 if url.startswith(ENDPOINT_PREFIX):
                     if response.status_code != 404 or response.json() != {"message": "Not Found"}:

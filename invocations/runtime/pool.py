@@ -55,7 +55,7 @@ def ensure_code(sha256):
 
 # What snapshots taken before a setting existed lack (invocations queued across an upgrade).
 SNAPSHOT_DEFAULTS = {"ephemeral_storage": EPHEMERAL_MIN, "outbound_network": False, "environment_token": "",
-                     "layers": []}
+                     "layers": [], "mounts": []}
 
 
 def ensure_layers(layers):

@@ -23,6 +23,7 @@ import fcntl
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -466,6 +467,7 @@ def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch, opt_dir
             *tmp, *etc,
             "--ro-bind", str(code_dir), TASK_ROOT,
             *(["--ro-bind", str(opt_dir), "/opt"] if opt_dir else []),
+            *bucket_mounts(snapshot.get("mounts", [])),
             "--ro-bind", str(runtime_dir), RUNTIME_DIR,
             "--hostname", "localhost",
             "--clearenv", *[arg for name, value in runtime_env.items() for arg in ("--setenv", name, value)],
@@ -485,6 +487,24 @@ def build_launch(snapshot, code_dir, runtime_dir, slot, cgroup, scratch, opt_dir
         launch.argv = ["/bin/sh", "-c", 'read -r _ && exec "$@"', "sh", *launch.argv]
         launch.waits_for_cgroup = True
     return launch
+
+
+def bucket_mounts(mounts):
+    """Return bwrap's arguments binding each bucket's directory read-only at /mnt/<bucket name>.
+
+    `--ro-bind-try`: a bucket deleted since the invocation was queued is simply absent. Entries come from
+    the database (Function.mounts), checked again here because they become paths.
+    """
+    args = []
+    for mount in mounts:
+        name, directory = mount["bucket"], mount["directory"]
+        if not BUCKET_NAME.fullmatch(name) or "/" in directory or directory.startswith("."):
+            raise ValueError(f"not a bucket mount: {mount!r}")
+        args += ["--ro-bind-try", str(Path(settings.BUCKETS_DIR) / directory), f"/mnt/{name}"]
+    return args
+
+
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 # Host files a function with outbound network needs (DNS and CA certificates), bound read-only.

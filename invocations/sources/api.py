@@ -76,4 +76,5 @@ def api_view(view):
         except ApiError as e:
             return error(e.status, e.error_type, e.message)
 
+    wrapped.is_api = True  # for the access tests: anonymous callers get 401, not the sign-in page
     return wrapped
