@@ -52,9 +52,12 @@ def solo_worker(request, django_db_setup):
     """
     from django.conf import settings
 
-    queue = f"{settings.INVOCATION_QUEUE}-{request.cls.__name__}"
+    # Module and class: two modules may have classes of the same name, and a worker a test SIGKILLed stays
+    # registered in Redis (under its name) for minutes.
+    name = f"{request.cls.__module__.rpartition('.')[2]}-{request.cls.__name__}"
+    queue = f"{settings.INVOCATION_QUEUE}-{name}"
     request.cls.queue = queue
-    request.cls.worker = start_worker(queue, request.cls.__name__, **request.cls.worker_env)
+    request.cls.worker = start_worker(queue, name, **request.cls.worker_env)
     yield
     stop([request.cls.worker])
 

@@ -247,7 +247,7 @@ class KilledWorkerTests(World, TransactionTestCase):
         self.worker.send_signal(signal.SIGKILL)
         self.worker.wait()
         # A new worker sweeps the orphan at start, and makes the retry.
-        type(self).worker = start_worker(self.queue, f"{type(self).__name__}-2", **self.worker_env)
+        type(self).worker = start_worker(self.queue, f"{__name__}-{type(self).__name__}-2", **self.worker_env)
         done = wait_for(lambda: Invocation.objects.filter(pk=invocation.pk, status="SUCCEEDED").first(), 30)
         self.assertIsNotNone(done, Invocation.objects.get(pk=invocation.pk).status)
         self.assertEqual(done.attempts, 2)

@@ -395,7 +395,7 @@ class KilledWorkerTests(QueueWorld, World, TransactionTestCase):
         self.worker.send_signal(signal.SIGKILL)
         self.worker.wait()
         # A new worker fails the orphan at start; its batch is let go, still hidden.
-        type(self).worker = start_worker(self.queue, f"{type(self).__name__}-2", **self.worker_env)
+        type(self).worker = start_worker(self.queue, f"{__name__}-{type(self).__name__}-2", **self.worker_env)
         self.assertEqual(self.finished(first).status, "FAILED")
         self.settled(first)
         message.refresh_from_db()
