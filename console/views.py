@@ -14,22 +14,22 @@ def home(request):
 
 
 def _background(redis):
-    """The processes that do the work: without workers nothing runs, without a runner no schedule fires.
+    """The processes that do the work: without workers nothing runs, without a runner no schedule fires and no queue or stream is read.
     Neither makes the web unhealthy (a load balancer should keep sending requests)."""
     workers = Worker.all(connection=redis, queue=queue.queue())
     runner = schedules.runner()
     return {
         "RQ workers": (bool(workers), f"{len(workers)} listening on {settings.INVOCATION_QUEUE}" if workers
                        else "none: invocations wait in the queue"),
-        "schedule runner": (runner is not None, f"{runner} polling" if runner
-                            else "none seen in the last seconds: schedules do not fire (manage.py run_event_sources)"),
+        "event source runner": (runner is not None, f"{runner} polling" if runner
+                            else "none seen in the last seconds: schedules, queues and streams wait (manage.py run_event_sources)"),
     }
 
 
 @login_not_required
 @never_cache
 def status(request):
-    """Check the database and Redis (503 if either fails); show the workers, the schedule runner and which
+    """Check the database and Redis (503 if either fails); show the workers, the event source runner and which
     isolation layers this host has."""
     checks = {}
     try:

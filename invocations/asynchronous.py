@@ -132,15 +132,16 @@ def send_to_destination(invocation, target, record):
 
     owner = invocation.function.owner
     body = json.dumps(record)
+    # Counted through topics too (a function subscribed to its own success topic): a queue ends a chain
+    # by itself, its triggers invoking synchronously, without destinations.
+    depth = async_settings(invocation).get("depth", 0) + 1
+    if depth > MAX_DESTINATION_DEPTH:
+        raise Undeliverable(f"a recursive loop of destinations was stopped after {MAX_DESTINATION_DEPTH} invocations")
     try:
         if target.startswith("arn:aws:sqs:"):
             return f"message {resource_for_arn(Queue, owner, target).send(body).pk}"
         if target.startswith("arn:aws:sns:"):
-            return f"message {resource_for_arn(Topic, owner, target).publish(body)}"
-        depth = async_settings(invocation).get("depth", 0) + 1
-        if depth > MAX_DESTINATION_DEPTH:
-            raise Undeliverable(f"a recursive loop of destinations was stopped after {MAX_DESTINATION_DEPTH} "
-                                "invocations")
+            return f"message {resource_for_arn(Topic, owner, target).publish(body, destination_depth=depth)}"
         function, qualifier = function_for_arn(owner, target)
         sent = invoke(function, body, kind=Invocation.Kind.ASYNC, source="destination", qualifier=qualifier,
                       destination_depth=depth)

@@ -97,7 +97,10 @@ def enqueue(invocation, at=None):
         log.error("could not queue invocation %s: %s", invocation.pk, e)
         if invocation.kind == Invocation.Kind.SYNC:
             # The row exists and the user may have seen it: it must end in a definite state.
-            invocation.fail("ServiceException", "The invocation could not be queued: the job queue is unavailable.")
+            with transaction.atomic():
+                if invocation.fail("ServiceException",
+                                   "The invocation could not be queued: the job queue is unavailable."):
+                    invocation_finished(invocation)
 
 
 OUTCOME_FIELDS = [

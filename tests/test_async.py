@@ -16,7 +16,7 @@ from django.test import TransactionTestCase, override_settings
 from django.urls import reverse
 from django.utils import timezone
 
-from functions.models import EventInvokeConfig
+from functions.models import EventInvokeConfig, Trigger
 from invocations.asynchronous import redrive
 from invocations.invoke import RequestTooLarge, invoke, invoke_and_wait
 from invocations.models import DeadLetter, Invocation
@@ -385,6 +385,26 @@ class SweepTests(World, TransactionTestCase):
         lost_one.refresh_from_db()
         self.assertEqual((lost_one.status, lost_one.error_type), ("FAILED", "ServiceException"))
         self.assertIn("job was lost", lost_one.result)
+
+    def test_the_loop_count_goes_through_topics(self):
+        from invocations.asynchronous import MAX_DESTINATION_DEPTH, Undeliverable, send_to_destination
+        from invocations.topics.models import Topic
+
+        topic = Topic.objects.create(owner=self.alice, name="echoes")
+        # The function is subscribed to the topic its successes are published to: a loop.
+        Trigger.objects.create(function=self.fn, kind=Trigger.Kind.TOPIC,
+                               config={"topic_id": topic.pk, "subscription_id": "s1", "summary": "echoes"})
+        event = self.queued_event()
+        Invocation.objects.filter(pk=event.pk).update(config={**event.config, "async": {**event.config["async"],
+                                                                                        "depth": 3}})
+        event.refresh_from_db()
+        send_to_destination(event, topic.arn, {"n": 1})
+        delivered = Invocation.objects.get(source="topic")
+        self.assertEqual(delivered.config["async"]["depth"], 4)
+        delivered.config["async"]["depth"] = MAX_DESTINATION_DEPTH
+        with self.assertRaisesMessage(Undeliverable, "recursive loop"):
+            send_to_destination(delivered, topic.arn, {"n": 2})
+        self.assertEqual(Invocation.objects.filter(source="topic").count(), 1)
 
     def orphan(self, **fields):
         invocation = self.queued_event()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.db import transaction
 from django.test import TransactionTestCase
 from django.urls import reverse
 from django.utils import timezone
@@ -26,6 +27,7 @@ from invocations.models import Invocation
 from invocations.queues import attributes, delivery
 from invocations.queues.forms import QueueTriggerForm
 from invocations.queues.models import MAX_MESSAGE_BYTES, InvalidMessage, Message, MessageTooLarge, Queue
+from invocations.sources import invocation_finished
 from tests.base import BaseTestCase, World, WorkerTestCase, handler_zip
 from tests.processes import ROOT, child_env, log_dir, start_worker, stop, use_queue, wait_for
 
@@ -385,8 +387,9 @@ class KilledWorkerTests(QueueWorld, World, TransactionTestCase):
         self.enterContext(use_queue(self.queue))
 
     def test_a_batch_held_by_a_killed_worker_comes_back_after_the_visibility_timeout(self):
-        fn = self.create_function(handler_zip(SLOW_FIRST), name="killed-batch", timeout=90)
-        queue = self.make_queue(visibility_timeout=4)
+        # Killed well within its timeout; the visibility timeout is at least that, as Lambda requires.
+        fn = self.create_function(handler_zip(SLOW_FIRST), name="killed-batch", timeout=6)
+        queue = self.make_queue(visibility_timeout=6)
         message = queue.send("important")
         self.make_trigger(fn, queue)
         taken_at = timezone.now()
@@ -403,7 +406,7 @@ class KilledWorkerTests(QueueWorld, World, TransactionTestCase):
         # Delivered again once the visibility timeout has run out, not before.
         second = wait_for(lambda: self.poll(), 20, interval=0.2)
         self.assertTrue(second, "the batch did not come back")
-        self.assertGreaterEqual(timezone.now(), taken_at + timedelta(seconds=4))
+        self.assertGreaterEqual(timezone.now(), taken_at + timedelta(seconds=6))
         done = self.finished(second[0])
         self.assertEqual(done.status, "SUCCEEDED", done.result)
         [record] = json.loads(done.event)["Records"]
@@ -509,6 +512,32 @@ class PollerTests(QueueWorld, BaseTestCase):
         self.assertEqual(response.status_code, 302)
         delivery.poll(timezone.now() + timedelta(seconds=61))
         self.assertFalse(self.queue.messages.exists())
+
+
+class LostBatchTests(QueueWorld, BaseTestCase):
+    def test_a_batch_whose_invocation_never_ran_is_visible_again_and_not_counted_as_received(self):
+        fn = self.create_function(handler_zip(ECHO), name="never-ran")
+        queue = self.make_queue()
+        message = queue.send("kept")
+        self.make_trigger(fn, queue)
+        [batch] = self.poll()  # queued: nothing runs it in this test, as if its job were lost
+        message.refresh_from_db()
+        self.assertEqual((message.receive_count, message.invocation_id), (1, batch.pk))
+        with transaction.atomic():  # what lost.fail_sync does with it
+            self.assertTrue(batch.fail("ServiceException", "lost", queued_for=batch.job_id))
+            invocation_finished(batch)
+        message.refresh_from_db()
+        self.assertEqual((message.receive_count, message.invocation_id), (0, None))
+        self.assertLessEqual(message.visible_at, timezone.now())
+
+    def test_a_visibility_timeout_of_zero_delivers_a_message_once_per_pass(self):
+        fn = self.create_function(handler_zip(ECHO), name="zero", timeout=1)
+        queue = self.make_queue(visibility_timeout=0)
+        queue.send("once")
+        Trigger.objects.create(function=fn, kind=Trigger.Kind.QUEUE, config={  # as a form of before the rule made it
+            "queue_id": queue.pk, "batch_size": 10, "maximum_batching_window": 0, "maximum_concurrency": 50,
+            "report_batch_item_failures": False, "summary": "zero"})
+        self.assertEqual(len(self.poll(after_seconds=1)), 1)
 
 
 class TwoPollersTests(QueueWorld, WorkerTestCase):
@@ -742,6 +771,19 @@ class ApiTests(QueueWorld, BaseTestCase):
         response = self.client.post(self.url, json.dumps({"MessageBody": "x"}), content_type="application/json")
         self.assertEqual(response.status_code, 401)
         self.assertFalse(Message.objects.exists())
+        # No challenge: a browser must never prompt for, cache and later replay Basic credentials.
+        self.assertNotIn("WWW-Authenticate", response)
+
+    def test_a_post_that_is_not_json_is_refused_as_a_cross_site_form_would_send_it(self):
+        response = self.client.post(self.url, json.dumps({"MessageBody": "x"}), content_type="text/plain",
+                                    headers={"Authorization": basic("alice", "alice-password-1")})
+        self.assertEqual((response.status_code, response.json()["__type"]), (415, "UnsupportedMediaTypeException"))
+        self.assertFalse(Message.objects.exists())
+
+    def test_another_owners_queue_is_a_json_404(self):
+        response = self.post({"MessageBody": "x"}, auth=("bob", "bob-password-1"))
+        self.assertEqual(response.status_code, 404)
+        self.assertIn("__type", response.json())
 
     def test_bad_input_is_a_clear_400_and_another_users_queue_is_404(self):
         cases = [
@@ -761,3 +803,15 @@ class ApiTests(QueueWorld, BaseTestCase):
         response = self.post({"MessageBody": "x"}, auth=("bob", "bob-password-1"))
         self.assertEqual((response.status_code, response.json()["__type"]), (404, "QueueDoesNotExist"))
         self.assertFalse(Message.objects.exists())
+
+
+class TriggerRuleTests(QueueWorld, BaseTestCase):
+    def test_a_queue_whose_visibility_timeout_is_below_the_functions_timeout_is_refused(self):
+        fn = self.create_function(handler_zip(ECHO), name="slowish", timeout=10)
+        queue = self.make_queue(visibility_timeout=9)
+        form = QueueTriggerForm({"qualifier": "", "queue": queue.pk, "batch_size": 10, "maximum_batching_window": 0,
+                                 "maximum_concurrency": 2, "enabled": "on"}, function=fn)
+        self.assertFalse(form.is_valid())
+        self.assertEqual(form.errors["queue"], ["my-queue's visibility timeout (9 s) is less than the function's "
+                                                "timeout (10 s): raise it first."])
+        self.assertFalse(Trigger.objects.exists())

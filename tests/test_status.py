@@ -100,7 +100,7 @@ def background_row(response, name):
 
 @pytest.mark.usefixtures("workers")
 class BackgroundTests(BaseTestCase):
-    """The workers and the schedule runner: shown, never making the web unhealthy."""
+    """The workers and the event source runner: shown, never making the web unhealthy."""
 
     def test_it_shows_the_workers_listening_on_the_queue(self):
         response = Client().get("/status/")
@@ -116,9 +116,9 @@ class BackgroundTests(BaseTestCase):
             response = Client().get("/status/")
             self.assertEqual(response.status_code, 200)
             self.assertEqual(background_row(response, "RQ workers")[0], "NOT RUNNING")
-            self.assertEqual(background_row(response, "schedule runner")[0], "NOT RUNNING")
+            self.assertEqual(background_row(response, "event source runner")[0], "NOT RUNNING")
             schedules.beat()  # what run_event_sources does at each pass
             self.addCleanup(queue.connection().delete, f"{lonely}:schedule-runner")
-            state, text = background_row(Client().get("/status/"), "schedule runner")
+            state, text = background_row(Client().get("/status/"), "event source runner")
         self.assertEqual(state, "running")
         self.assertIn(f":{os.getpid()} polling", text)

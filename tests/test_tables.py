@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import uuid
+from decimal import Decimal
 from datetime import timedelta
 from pathlib import Path
 
@@ -672,9 +673,12 @@ class PollerTests(TableWorld, BaseTestCase):
         with self.captureOnCommitCallbacks(execute=False):
             return streams.poll(now or self.now)
 
-    def finish(self, invocation, status, error_type=""):
-        """Record an outcome as a worker does: the row, then the source's hook, in one transaction."""
-        Invocation.objects.filter(pk=invocation.pk).update(status=status, error_type=error_type)
+    def finish(self, invocation, status, error_type="", ran=True):
+        """Record an outcome as a worker does: the row, then the source's hook, in one transaction. A run
+        that ended has a duration; a platform failure (`ran=False`: a dead worker, a lost job) has none."""
+        Invocation.objects.filter(pk=invocation.pk).update(status=status, error_type=error_type,
+                                                           started_at=timezone.now(),
+                                                           duration_ms=Decimal("1.00") if ran else None)
         invocation = Invocation.objects.get(pk=invocation.pk)
         invocation_finished(invocation)
         return invocation
@@ -733,7 +737,7 @@ class PollerTests(TableWorld, BaseTestCase):
         self.fn.reserved_concurrency = None
         self.fn.save()
         [second] = self.poll(cursor.retry_at)
-        self.finish(second, Invocation.Status.FAILED, "ServiceException")  # its worker died under it
+        self.finish(second, Invocation.Status.FAILED, "ServiceException", ran=False)  # its worker died under it
         cursor = self.cursor(trigger)
         self.assertEqual((cursor.position, cursor.attempts, cursor.failures), (0, 0, 2))
         self.assertFalse(DeadLetter.objects.exists())

@@ -71,7 +71,8 @@ def poll_trigger(trigger, now):
 def deliver_batch(trigger, queue, now):
     """Take one batch and invoke with it; return the invocation, or None if no batch is due."""
     batch_size = trigger.config["batch_size"]
-    visible = list(queue.messages.filter(visible_at__lte=now).order_by("visible_at")
+    # Strictly before now: a message hidden in this pass with a timeout of 0 is not visible again in it.
+    visible = list(queue.messages.filter(visible_at__lt=now).order_by("visible_at", "pk")
                    .values_list("pk", "visible_at", "receive_count")[:batch_size])
     if not visible:
         return None
@@ -145,6 +146,10 @@ def settle(invocation):
     """The outcome hook (invocations.sources.finished["queue"]): delete what the batch processed; what it
     did not stays hidden until its visibility timeout and is then delivered again."""
     held = Message.objects.filter(invocation=invocation.pk)
+    if invocation.started_at is None:
+        # Never ran (its job was lost, or could not be queued): not a receive. The batch is visible again.
+        held.update(invocation=None, visible_at=timezone.now(), receive_count=F("receive_count") - 1)
+        return
     # Not invocation.trigger: a worker's row holds only what running it takes.
     config = Invocation.objects.filter(pk=invocation.pk).values_list("trigger__config", flat=True).first() or {}
     failed = None  # every message

@@ -147,6 +147,10 @@ class QueueTriggerForm(forms.Form):
             if others.exists():
                 self.add_error("queue", f"{self.trigger_target(data['qualifier'])} already has a trigger on "
                                         f"{queue.name} (Lambda allows one mapping per queue and function).")
+        if queue is not None and queue.visibility_timeout < self.function.timeout:
+            # Lambda's rule: a batch would become visible, and be delivered again, while its run goes on.
+            self.add_error("queue", f"{queue.name}'s visibility timeout ({queue.visibility_timeout} s) is less than "
+                                    f"the function's timeout ({self.function.timeout} s): raise it first.")
         return data
 
     def trigger_target(self, qualifier):

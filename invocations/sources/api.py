@@ -1,8 +1,13 @@
-"""The event sources' small JSON API (queues, topics, tables): how a program authenticates, and how errors look.
+"""The event sources' small JSON API (queues, topics, tables, bucket objects): how a program authenticates,
+and how errors look.
 
 A program sends HTTP Basic credentials (the console user's name and password); the browser's own pages
 may call the same URLs with their session and CSRF token. Errors are JSON objects with AWS's names:
 {"__type": "...", "message": "..."}.
+
+A browser must never send Basic credentials by itself: no answer asks for them (no WWW-Authenticate, so
+no browser prompts for or caches them), and a POST must be application/json, which no cross-site form can
+send without the site's consent (a CORS preflight this API never grants).
 """
 
 import base64
@@ -12,7 +17,7 @@ import json
 
 from django.contrib.auth import authenticate
 from django.contrib.auth.decorators import login_not_required
-from django.http import JsonResponse
+from django.http import Http404, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
@@ -25,6 +30,8 @@ def read_json(request):
     """The request's JSON object body; raise ApiError naming the problem."""
     try:
         data = json.loads(request.body or b"{}")
+    except RecursionError:
+        raise ApiError(400, "SerializationException", "The body is nested too deeply.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ApiError(400, "SerializationException", f"The body is not valid JSON: {e}") from None
     if not isinstance(data, dict):
@@ -53,7 +60,7 @@ def _basic_user(request):
 def api_view(view):
     """Authenticate by HTTP Basic or the session (then with CSRF); answer ApiError as its JSON error."""
 
-    @csrf_exempt  # checked below for session callers; Basic callers carry no cookie to ride on
+    @csrf_exempt  # checked below for session callers; see the module's note for Basic ones
     @login_not_required
     @functools.wraps(view)
     def wrapped(request, *args, **kwargs):
@@ -67,14 +74,16 @@ def api_view(view):
             if rejected is not None:
                 return error(403, "AccessDeniedException", "CSRF check failed: send the X-CSRFToken header.")
         else:
-            response = error(401, "MissingAuthenticationTokenException",
-                             "Sign in, or send HTTP Basic credentials of a console user.")
-            response["WWW-Authenticate"] = 'Basic realm="lambda console"'
-            return response
+            return error(401, "MissingAuthenticationTokenException",
+                         "Sign in, or send HTTP Basic credentials of a console user.")
+        if request.method == "POST" and request.content_type != "application/json":
+            return error(415, "UnsupportedMediaTypeException", "Send the body as application/json.")
         try:
             return view(request, *args, **kwargs)
         except ApiError as e:
             return error(e.status, e.error_type, e.message)
+        except Http404 as e:  # an owner check (get_object_or_404): the resource is not the caller's
+            return error(404, "ResourceNotFoundException", str(e) or "No such resource.")
 
     wrapped.is_api = True  # for the access tests: anonymous callers get 401, not the sign-in page
     return wrapped

@@ -164,9 +164,11 @@ def settle(cursor, invocation):
         waiting.update(**_moved_to(cursor.batch_last))
         return
     # Lambda's retry attempts count the function's own errors, not throttles nor the platform's failures
-    # (here: a worker that died under it), which are retried until the records expire.
+    # (a worker that died under it, a lost job), which are retried until the records expire. Only a run
+    # that ended records a duration: a platform failure (Invocation.fail) has none, whatever the function
+    # may name its own errors.
     counted = (invocation.status in (Invocation.Status.FAILED, Invocation.Status.TIMED_OUT)
-               and invocation.error_type != "ServiceException")
+               and invocation.duration_ms is not None)
     attempts = cursor.attempts + counted
     maximum = cursor.trigger.config.get("maximum_retry_attempts", -1)
     if counted and 0 <= maximum < attempts:

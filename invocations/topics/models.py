@@ -54,14 +54,15 @@ class Topic(models.Model):
     def function_subscriptions(self):
         return Trigger.objects.filter(kind=Trigger.Kind.TOPIC, function__owner=self.owner, config__topic_id=self.pk)
 
-    def publish(self, message, subject="", message_attributes=None):
+    def publish(self, message, subject="", message_attributes=None, destination_depth=0):
         """Publish a message (SNS's Publish); return its MessageId.
 
         Every enabled function subscription is invoked asynchronously with Lambda's SNS event, and every
         queue subscription gets the message (SNS's JSON envelope, or the message itself with raw delivery),
         in one transaction: all of them or, if anything fails, none. `message_attributes` as SNS's API takes
         them ({"name": {"DataType", "StringValue"|"BinaryValue"}}). Raise MessageTooLarge over 256 KB
-        (message and attributes), InvalidMessage for anything else SNS refuses.
+        (message and attributes), InvalidMessage for anything else SNS refuses. `destination_depth` counts
+        the destinations that led here (invocations.asynchronous), so a loop through a topic ends too.
         """
         subject = subject or ""
         parsed = check_publish(message, subject, message_attributes)
@@ -76,7 +77,7 @@ class Topic(models.Model):
                 try:
                     invoke(trigger.function, json.dumps(notifications.lambda_event(notification, arn)),
                            kind=Invocation.Kind.ASYNC, source=SOURCE, qualifier=trigger.qualifier or None,
-                           trigger=trigger)
+                           trigger=trigger, destination_depth=destination_depth)
                 except (Version.DoesNotExist, Alias.DoesNotExist):
                     # As SNS with a deleted endpoint: that delivery fails, the others go on.
                     log.warning("topic %s: subscriber %s no longer exists; not delivered", self.pk, trigger.target)
