@@ -187,11 +187,13 @@ def _json_or_text(text):
 
 
 def redrive(letter):
-    """Invoke the dead letter's function again, asynchronously, with its (perhaps edited) payload, through
-    the qualifier first used; return the new invocation, or None if the letter was already redriven.
-    Raise Version.DoesNotExist or Alias.DoesNotExist if that qualifier is gone."""
+    """Invoke the dead letter's function again with its (perhaps edited) payload, through the qualifier
+    first used and as it was invoked (an asynchronous event asynchronously; a table stream's batch, sent
+    synchronously and up to 6 MB, the same way, with nobody waiting); return the new invocation, or None
+    if the letter was already redriven. Raise Version.DoesNotExist or Alias.DoesNotExist if that qualifier
+    is gone."""
     with transaction.atomic():
-        invocation = invoke(letter.function, letter.payload, kind=Invocation.Kind.ASYNC, source="redrive",
+        invocation = invoke(letter.function, letter.payload, kind=letter.invocation.kind, source="redrive",
                             qualifier=letter.invocation.qualifier or None)
         # Whoever marks the letter redriven first keeps its invocation: a double click redrives once.
         if not DeadLetter.objects.filter(pk=letter.pk, redriven_at__isnull=True).update(

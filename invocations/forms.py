@@ -221,7 +221,12 @@ class DeadLetterForm(forms.Form):
     payload = forms.CharField(widget=forms.Textarea(attrs={"rows": 10, "spellcheck": "false", "class": "code"}),
                               strip=False)
 
+    def __init__(self, *args, letter, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.letter = letter
+
     def clean_payload(self):
         text = self.cleaned_data["payload"]
-        parse_event(text, asynchronous=True)
+        # Redriven as it was first invoked (asynchronous.redrive), so within that kind's payload limit.
+        parse_event(text, asynchronous=self.letter.invocation.kind == "Event")
         return text

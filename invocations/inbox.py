@@ -8,6 +8,7 @@ from django.views.decorators.http import require_POST
 from functions.models import Alias, Version
 from functions.views import _get_function_for_user
 from invocations.asynchronous import redrive
+from invocations.invoke import RequestTooLarge
 from invocations.forms import DeadLetterForm
 
 INBOX_PAGE = 100
@@ -22,7 +23,7 @@ def dead_letters(request, name):
     waiting = _waiting(function)
     return render(request, "invocations/dead_letters.html", {
         "function": function,
-        "letters": [(letter, DeadLetterForm(initial={"payload": letter.payload}, prefix=str(letter.pk)))
+        "letters": [(letter, DeadLetterForm(initial={"payload": letter.payload}, prefix=str(letter.pk), letter=letter))
                     for letter in waiting[:INBOX_PAGE]],
         "waiting_count": waiting.count(),
         "redriven": function.dead_letters.filter(redriven_at__isnull=False).select_related("invocation")[:20],
@@ -34,7 +35,7 @@ def dead_letter_save(request, name, pk):
     """Save an edited payload; with "redrive" in the form, redrive it too."""
     function = _get_function_for_user(request, name)
     letter = get_object_or_404(_waiting(function), pk=pk)
-    form = DeadLetterForm(request.POST, prefix=str(letter.pk))
+    form = DeadLetterForm(request.POST, prefix=str(letter.pk), letter=letter)
     if not form.is_valid():
         for error in form.errors["payload"]:
             messages.error(request, f"Event {letter.invocation_id}: {error}")
@@ -80,6 +81,9 @@ def _redrive(request, letter, quiet=False):
     except (Version.DoesNotExist, Alias.DoesNotExist):
         messages.error(request, f"Event {letter.invocation_id} was not redriven: "
                                 f"{letter.invocation.qualifier} no longer exists.")
+        return 0
+    except RequestTooLarge as e:
+        messages.error(request, f"Event {letter.invocation_id} was not redriven: {e}")
         return 0
     if invocation is None:
         return 0  # redriven meanwhile by another request

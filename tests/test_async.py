@@ -406,6 +406,16 @@ class SweepTests(World, TransactionTestCase):
             send_to_destination(delivered, topic.arn, {"n": 2})
         self.assertEqual(Invocation.objects.filter(source="topic").count(), 1)
 
+    def test_a_stream_batch_in_the_inbox_is_redriven_as_it_was_sent_synchronously_up_to_6_mb(self):
+        batch = json.dumps({"Records": [{"eventID": "1", "pad": "x" * (2 * 1024 * 1024)}]})  # over async's 1 MB
+        sent = Invocation.objects.create(function=self.fn, config=self.fn.config_snapshot(), event=batch,
+                                         memory_size_mb=128, kind=Invocation.Kind.SYNC, source="table",
+                                         status=Invocation.Status.FAILED)
+        letter = DeadLetter.objects.create(function=self.fn, invocation=sent, condition="RetriesExhausted",
+                                           payload=batch)
+        again = redrive(letter)
+        self.assertEqual((again.kind, again.source, again.event), (Invocation.Kind.SYNC, "redrive", batch))
+
     def orphan(self, **fields):
         invocation = self.queued_event()
         Invocation.objects.filter(pk=invocation.pk).update(
