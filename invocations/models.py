@@ -87,6 +87,10 @@ class Invocation(models.Model):
             models.Index(fields=["status", "retry_at"], name="invocation_status_retry_at"),
             # A trigger's invocation count and last error.
             models.Index(fields=["trigger", "-created_at"], name="invocation_trigger_recent"),
+            # A queue trigger's batches in flight, counted every second: the few rows still in flight,
+            # not the trigger's whole history. (Not a partial index: SQLite cannot match one against the
+            # ORM's bound parameters.)
+            models.Index(fields=["trigger", "status"], name="invocation_trigger_status"),
         ]
 
     def __str__(self):
