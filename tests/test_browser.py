@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,17 +18,14 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.utils import timezone
 
 from functions.models import Function, Trigger
 from tests.base import handler_zip, make_zip
+from tests.browser import browser, page, submit  # noqa: F401 (fixtures)
+from tests.browser import sign_in as browser_sign_in
 from tests.processes import ROOT, child_env, log_dir, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-TIMEOUT_MS = 30_000  # an invocation's cold start runs through a worker and a sandbox; give it room
 
 USERNAME, PASSWORD = "carol", "carol-password-1"
 
@@ -40,47 +36,8 @@ HANDLER = """
 """
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if shutil.which("chromium") is None:
-        reason = "chromium is not installed (apt-get install chromium); skipping the browser tests"
-        print(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, gunicorn):
-    context = browser.new_context(base_url=gunicorn, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def sign_in(page):
-    User.objects.create_user(USERNAME, password=PASSWORD)
-    page.goto("/functions/")
-    # Not signed in: the console sends us to the sign-in page, which brings us back afterwards.
-    page.wait_for_url(re.compile(r"/login/\?next=/functions/$"))
-    page.fill("#id_username", USERNAME)
-    page.fill("#id_password", PASSWORD)
-    page.click("#sign-in")
-    page.wait_for_url(re.compile(r"/functions/$"))
-
-
-def submit(page, selector, path_pattern):
-    """Click a submit button; fail at once, with the address, unless it lands on an OK page at `path_pattern`."""
-    with page.expect_navigation() as navigation:
-        page.click(selector)
-    response = navigation.value
-    assert response is not None and response.ok, f"{selector} landed on {page.url} with HTTP {response and response.status}"
-    assert re.search(path_pattern, page.url), f"{selector} landed on {page.url}, expected {path_pattern}"
+    browser_sign_in(page, USERNAME, PASSWORD, start="/functions/")
 
 
 def open_create_form(page):

@@ -9,20 +9,16 @@ the object's content.
 import json
 import os
 import re
-import shutil
 
 import pytest
-from django.contrib.auth.models import User
 
 from functions.models import Trigger
 from invocations.buckets.models import Object
 from tests.base import handler_zip
+from tests.browser import browser, page, submit  # noqa: F401 (fixtures)
+from tests.browser import sign_in as browser_sign_in
 from tests.processes import log_dir, wait_for
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-TIMEOUT_MS = 30_000  # an invocation's cold start runs through a worker and a sandbox; give it room
 BACKGROUND_TIMEOUT = 90  # seconds for what happens without the browser asking: an asynchronous invocation
 
 USERNAME, PASSWORD = "erin", "erin-password-1"
@@ -39,47 +35,8 @@ READER = """
 """
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if shutil.which("chromium") is None:
-        reason = "chromium is not installed (apt-get install chromium); skipping the browser tests"
-        print(reason)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def page(browser, gunicorn):
-    context = browser.new_context(base_url=gunicorn, viewport={"width": 1280, "height": 900})
-    context.set_default_timeout(TIMEOUT_MS)
-    page = context.new_page()
-    yield page
-    context.close()
-
-
 def sign_in(page):
-    User.objects.create_user(USERNAME, password=PASSWORD)
-    page.goto("/buckets/")
-    page.wait_for_url(re.compile(r"/login/\?next=/buckets/$"))
-    page.fill("#id_username", USERNAME)
-    page.fill("#id_password", PASSWORD)
-    page.click("#sign-in")
-    page.wait_for_url(re.compile(r"/buckets/$"))
-
-
-def submit(page, selector, path_pattern):
-    """Click a submit button; fail at once, with the address, unless it lands on an OK page at `path_pattern`."""
-    with page.expect_navigation() as navigation:
-        page.click(selector)
-    response = navigation.value
-    assert response is not None and response.ok, \
-        f"{selector} landed on {page.url} with HTTP {response and response.status}"
-    assert re.search(path_pattern, page.url), f"{selector} landed on {page.url}, expected {path_pattern}"
+    browser_sign_in(page, USERNAME, PASSWORD, start="/buckets/")
 
 
 def screenshot(page, name):
