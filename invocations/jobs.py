@@ -44,6 +44,7 @@ def run_invocation(invocation_id, throttled=0):
         if asynchronous and age_seconds(invocation) > maximum_event_age(invocation):
             with transaction.atomic():
                 expire(invocation)
+                invocation_finished(invocation)
             return invocation.status
         if limit is not None:
             lease_seconds = longest_run_seconds(invocation.config) + WAIT_MARGIN_SECONDS
@@ -106,6 +107,7 @@ def _throttle(invocation, throttled):
     if age_seconds(invocation) + delay > maximum_event_age(invocation):
         with transaction.atomic():
             invocation.throttle()
+            invocation_finished(invocation)
             deliver(invocation, DeadLetter.Condition.EVENT_AGE_EXCEEDED)
         return invocation.status
     retry_at = whole_second_after(timezone.now() + timedelta(seconds=delay))

@@ -29,11 +29,16 @@ class TriggerKind:
 trigger_kinds = {}
 pollers = []
 finished = {}
+# Not a source's: callables(invocation) for every invocation, whatever its source (metrics rollups).
+every_outcome = []
 
 
 def invocation_finished(invocation):
-    """Let the invocation's source act on its outcome (see `finished`). Call inside the transaction that
+    """Let whatever follows every outcome (`every_outcome`), then the invocation's source (`finished`), act on
+    how an invocation, or one attempt of an asynchronous event, ended. Call inside the transaction that
     recorded the outcome."""
+    for listener in every_outcome:
+        listener(invocation)
     hook = finished.get(invocation.source)
     if hook is not None:
         hook(invocation)
