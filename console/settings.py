@@ -132,6 +132,8 @@ INSTALLED_APPS = [
     "invocations.topics",
     "invocations.buckets",
     "invocations.tables",
+    # Per-minute rollups of invocations, the metrics and cost pages.
+    "invocations.metrics",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",

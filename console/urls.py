@@ -18,6 +18,7 @@ urlpatterns = [
     path("topics/", include("invocations.topics.urls")),
     path("buckets/", include("invocations.buckets.urls")),
     path("tables/", include("invocations.tables.urls")),
+    path("metrics/", include("invocations.metrics.urls")),
     # HTTP endpoints (function URLs): public, each authenticated by its own settings.
     path("url/<str:url_id>/", endpoint, name="endpoint"),
     # Without the slash too: APPEND_SLASH's redirect would turn a client's POST into a GET.
