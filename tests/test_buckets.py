@@ -235,6 +235,7 @@ class BucketPageTests(BucketWorld, BaseTestCase):
             "nul%00.txt": "control character U+0000",
             "line%0Abreak": "control character U+000A",
             "del%7F": "control character U+007F",
+            urllib.parse.quote("invoice\u202egpj.exe"): "bidirectional control character U+202E",
             "x" * 1025: "longer than 1024 bytes",
             urllib.parse.quote("é" * 513): "longer than 1024 bytes",  # 513 characters, 1026 bytes
             "d/" + "n" * 256: "longer than 255 bytes",

@@ -174,6 +174,10 @@ class TypedJsonTests(SimpleTestCase):
             clean_item(item)
         self.assertIn(message, str(caught.exception))
 
+    def test_text_that_is_not_utf8_is_rejected(self):
+        self.assertRejected({"id": {"S": "\ud800"}}, "not valid UTF-8")
+        self.assertRejected({"\udfff": {"S": "x"}}, "not valid UTF-8")
+
     def test_every_type_is_accepted_in_its_canonical_form(self):
         item = {
             "name": {"S": "x"}, "n": {"N": "001.50"}, "b": {"B": base64.b64encode(b"\x00\xff").decode()},

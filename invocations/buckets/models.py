@@ -11,6 +11,7 @@ from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from functions.codezip import BIDI_CONTROLS
 from functions.models import Function, Trigger
 from invocations.buckets import notifications, storage
 
@@ -55,6 +56,11 @@ def validate_key(key):
     bad = next((c for c in key if unicodedata.category(c) in ("Cc", "Cs")), None)
     if bad is not None:
         raise ValidationError(f"The key contains the control character U+{ord(bad):04X}.", code="control")
+    # As in code ZIPs: a name that displays differently from what it is ("invoice\u202egpj.exe").
+    bad = next((c for c in key if c in BIDI_CONTROLS), None)
+    if bad is not None:
+        raise ValidationError(f"The key contains the bidirectional control character U+{ord(bad):04X}.",
+                              code="bidi")
     if "\\" in key:
         raise ValidationError("The key contains a backslash (\\): use / between folders.", code="backslash")
     if key.startswith("/"):

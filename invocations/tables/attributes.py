@@ -47,6 +47,11 @@ def clean_item(item):
         raise InvalidItem('An item is a JSON object of attributes, e.g. {"id": {"S": "a1"}}.')
     if not item:
         raise InvalidItem("An item needs at least its key attributes.")
+    try:
+        # JSON may carry a lone surrogate ("\ud800"), which no UTF-8 string (DynamoDB's) can hold.
+        json.dumps(item, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidItem("The item holds text that is not valid UTF-8 (a lone surrogate).") from None
     cleaned = _map(item, "", 1)
     size = item_size(cleaned)
     if size > MAX_ITEM_BYTES:
