@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -32,9 +33,15 @@ def bucket_list(request):
     if request.method == "POST":
         form = BucketForm(request.POST, owner=request.user)
         if form.is_valid():
-            bucket = form.save()
-            messages.success(request, f"Created bucket {bucket.name}.")
-            return redirect(bucket)
+            try:
+                with transaction.atomic():
+                    bucket = form.save()
+            except IntegrityError:  # someone took the name between validation and save
+                form.add_error("name", f"The bucket name {form.cleaned_data['name']!r} is taken: names are "
+                                       "unique across all users.")
+            else:
+                messages.success(request, f"Created bucket {bucket.name}.")
+                return redirect(bucket)
     else:
         form = BucketForm(owner=request.user)
     buckets = request.user.buckets.annotate(object_count=Count("contents"), total_size=Sum("contents__size"))
