@@ -91,6 +91,15 @@ class Invocation(models.Model):
             # not the trigger's whole history. (Not a partial index: SQLite cannot match one against the
             # ORM's bound parameters.)
             models.Index(fields=["trigger", "status"], name="invocation_trigger_status"),
+            # The invocation list across all of a user's functions, newest first: read in order and
+            # stop after a page, instead of sorting every row of the user's functions.
+            models.Index(fields=["created_at", "id"], name="invocation_recent"),
+            # The invocation list filtered by status and by source, newest first. (Not cold/warm: with
+            # two values SQLite's planner never prefers such an index to invocation_function_recent.)
+            models.Index(fields=["function", "status", "-created_at"], name="invocation_function_status"),
+            models.Index(fields=["function", "source", "-created_at"], name="invocation_function_source"),
+            # The live tail: a function's invocations finished after a cursor.
+            models.Index(fields=["function", "finished_at"], name="invocation_function_finished"),
         ]
 
     def __str__(self):
