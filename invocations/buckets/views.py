@@ -7,7 +7,6 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
 from django.db.models import Count, Sum
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,6 +19,7 @@ from invocations.buckets.forms import BucketForm
 from invocations.buckets.models import Bucket, KeyConflict
 from invocations.buckets.storage import IncompleteBody
 from invocations.sources.api import ApiError, api_view
+from invocations.sources.pages import create_from_form
 
 # S3's ListObjects returns at most 1000 keys a page; so does a bucket page here.
 LIST_MAX = 1000
@@ -33,15 +33,10 @@ def bucket_list(request):
     if request.method == "POST":
         form = BucketForm(request.POST, owner=request.user)
         if form.is_valid():
-            try:
-                with transaction.atomic():
-                    bucket = form.save()
-            except IntegrityError:  # someone took the name between validation and save
-                form.add_error("name", f"The bucket name {form.cleaned_data['name']!r} is taken: names are "
-                                       "unique across all users.")
-            else:
-                messages.success(request, f"Created bucket {bucket.name}.")
-                return redirect(bucket)
+            taken = f"The bucket name {form.cleaned_data['name']!r} is taken: names are unique across all users."
+            created = create_from_form(request, form, "bucket", taken)
+            if created is not None:
+                return created
     else:
         form = BucketForm(owner=request.user)
     buckets = request.user.buckets.annotate(object_count=Count("contents"), total_size=Sum("contents__size"))

@@ -3,7 +3,7 @@
 import json
 
 from django.contrib import messages
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count, Q
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,6 +14,7 @@ from functions.models import Trigger, account_id
 from invocations.queues.forms import QueueForm, SendMessageForm
 from invocations.queues.models import Queue
 from invocations.sources.api import ApiError, api_view, read_json
+from invocations.sources.pages import create_from_form
 
 # Messages a queue page shows, oldest first; the rest are counted.
 BROWSE_LIMIT = 100
@@ -31,14 +32,9 @@ def queue_list(request):
     if request.method == "POST":
         form = QueueForm(request.POST, owner=request.user)
         if form.is_valid():
-            try:
-                with transaction.atomic():
-                    queue = form.save()
-            except IntegrityError:  # another request made the same name meanwhile
-                form.add_error("name", f"You already have a queue named {form.cleaned_data['name']!r}.")
-            else:
-                messages.success(request, f"Created queue {queue.name}.")
-                return redirect(queue)
+            created = create_from_form(request, form, "queue", f"You already have a queue named {form.cleaned_data['name']!r}.")
+            if created is not None:
+                return created
     else:
         form = QueueForm(owner=request.user)
     now = timezone.now()

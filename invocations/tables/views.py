@@ -3,12 +3,13 @@ deleting items, deleting the table."""
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from functions.models import Trigger
+from invocations.sources.pages import create_from_form
 from invocations.tables.forms import ItemForm, TableForm
 from invocations.tables.models import Table
 
@@ -24,14 +25,9 @@ def table_list(request):
     if request.method == "POST":
         form = TableForm(request.POST, owner=request.user)
         if form.is_valid():
-            try:
-                with transaction.atomic():
-                    table = form.save()
-            except IntegrityError:  # another request made a table of that name meanwhile
-                form.add_error("name", f"You already have a table named {form.cleaned_data['name']}.")
-            else:
-                messages.success(request, f"Created table {table.name}.")
-                return redirect(table)
+            created = create_from_form(request, form, "table", f"You already have a table named {form.cleaned_data['name']}.")
+            if created is not None:
+                return created
     else:
         form = TableForm(owner=request.user)
     tables = request.user.tables.annotate(item_count=Count("items"))

@@ -15,6 +15,7 @@ from functions.models import Alias, Version
 from invocations.invoke import invoke
 from invocations.models import Invocation
 from invocations.sources.api import ApiError, api_view, read_json
+from invocations.sources.pages import create_from_form
 from invocations.topics import notifications
 from invocations.topics.forms import PublishForm, QueueSubscriptionForm, TopicForm
 from invocations.topics.models import SOURCE, Topic, subscription_arn
@@ -32,14 +33,9 @@ def topic_list(request):
     if request.method == "POST":
         form = TopicForm(request.POST, owner=request.user)
         if form.is_valid():
-            try:
-                with transaction.atomic():
-                    topic = form.save()
-            except IntegrityError:  # another request made the same name meanwhile
-                form.add_error("name", f"You already have a topic named {form.cleaned_data['name']!r}.")
-            else:
-                messages.success(request, f"Created topic {topic.name}.")
-                return redirect(topic)
+            created = create_from_form(request, form, "topic", f"You already have a topic named {form.cleaned_data['name']!r}.")
+            if created is not None:
+                return created
     else:
         form = TopicForm(owner=request.user)
     topics = Topic.objects.filter(owner=request.user).select_related("owner")
