@@ -32,7 +32,8 @@ def queue_list(request):
     if request.method == "POST":
         form = QueueForm(request.POST, owner=request.user)
         if form.is_valid():
-            created = create_from_form(request, form, "queue", f"You already have a queue named {form.cleaned_data['name']!r}.")
+            taken = f"You already have a queue named {form.cleaned_data['name']!r}."
+            created = create_from_form(request, form, "queue", taken)
             if created is not None:
                 return created
     else:

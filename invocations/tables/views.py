@@ -25,7 +25,8 @@ def table_list(request):
     if request.method == "POST":
         form = TableForm(request.POST, owner=request.user)
         if form.is_valid():
-            created = create_from_form(request, form, "table", f"You already have a table named {form.cleaned_data['name']}.")
+            taken = f"You already have a table named {form.cleaned_data['name']}."
+            created = create_from_form(request, form, "table", taken)
             if created is not None:
                 return created
     else:

@@ -33,7 +33,8 @@ def topic_list(request):
     if request.method == "POST":
         form = TopicForm(request.POST, owner=request.user)
         if form.is_valid():
-            created = create_from_form(request, form, "topic", f"You already have a topic named {form.cleaned_data['name']!r}.")
+            taken = f"You already have a topic named {form.cleaned_data['name']!r}."
+            created = create_from_form(request, form, "topic", taken)
             if created is not None:
                 return created
     else:
