@@ -87,9 +87,11 @@ class ChunkedBodyLimit:
             size += len(chunk)
             if size > limit:
                 body.close()
+                message = too_large_message().encode()
                 start_response("413 Request Entity Too Large",
-                               [("Content-Type", "text/plain; charset=utf-8"), ("Connection", "close")])
-                return [too_large_message().encode()]
+                               [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(message))),
+                                ("Connection", "close")])
+                return [message]
             body.write(chunk)
         body.seek(0)
         environ["wsgi.input"] = body

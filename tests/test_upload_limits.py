@@ -154,7 +154,8 @@ class RawSession:
         assert head, f"no response at all (sent {sent} bytes, send error {send_error!r})"
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         headers = {k.lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
-        length = int(headers.get("content-length", 0))
+        # Without a Content-Length the body ends where the connection does.
+        length = int(headers.get("content-length", 1 << 62))
         try:
             while len(body) < length and not closed:
                 chunk = sock.recv(65536)
