@@ -252,6 +252,13 @@ SANDBOX_UID_LOCK_DIR = Path(os.environ.get("SANDBOX_UID_LOCK_DIR", "/run/lambda-
 CODE_CACHE_DIR = Path(os.environ.get("CODE_CACHE_DIR", DATA_DIR / "code-cache"))
 # Log bytes kept per invocation; the rest is dropped with a marker.
 LOG_MAX_BYTES = envint("LOG_MAX_BYTES", 256 * 1024)
+# Days an ended invocation's record (event, result, log) is kept before the event-source runner purges it
+# (invocations.retention); 0 keeps them for ever. CloudWatch Logs keeps logs for ever by default, but here
+# they fill the console's own database, which needs a bound. The metrics and cost rollups are kept.
+INVOCATION_RETENTION_DAYS = envint("INVOCATION_RETENTION_DAYS", 30)
+if INVOCATION_RETENTION_DAYS < 0:
+    # A negative age would put the cutoff in the future and purge every ended invocation.
+    raise ImproperlyConfigured(f"INVOCATION_RETENTION_DAYS must be 0 or more, not {INVOCATION_RETENTION_DAYS}")
 # Seconds between a worker's upkeep passes: RQ's registry cleaning and failing invocations whose
 # worker on this host died.
 WORKER_MAINTENANCE_INTERVAL = envint("WORKER_MAINTENANCE_INTERVAL", 60)

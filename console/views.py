@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.db import connection
-from django.shortcuts import redirect, render
+from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from rq import Worker
 
@@ -9,11 +9,7 @@ from invocations import queue, schedules
 from invocations.runtime.sandbox import layers
 
 
-def home(request):
-    return redirect("functions:list")
-
-
-def _background(redis):
+def background(redis):
     """The processes that do the work: without workers nothing runs, without a runner no schedule fires and no queue or stream is read.
     Neither makes the web unhealthy (a load balancer should keep sending requests)."""
     workers = Worker.all(connection=redis, queue=queue.queue())
@@ -52,6 +48,6 @@ def status(request):
         else "REDIS_URL has none: a function with outbound network on shares the host's network and could "
              "reach Redis, and whoever writes to RQ's queues runs code in the workers",
     )
-    context = {"healthy": healthy, "checks": checks, "background": _background(redis) if checks["redis"][0] else {},
+    context = {"healthy": healthy, "checks": checks, "background": background(redis) if checks["redis"][0] else {},
                "layers": {**layers(), "Redis password": redis_password}}
     return render(request, "console/status.html", context, status=200 if healthy else 503)

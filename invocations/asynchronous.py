@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from functions.models import Alias, EventInvokeConfig, Function, Version, account_id
 from invocations.invoke import RequestTooLarge, enqueue, invoke
+from invocations.metrics.rollups import record_dead_letters
 from invocations.models import DeadLetter, Invocation
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,7 @@ def deliver(invocation, condition):
         return
     DeadLetter.objects.create(function_id=invocation.function_id, invocation=invocation, condition=condition,
                               payload=invocation.event)
+    record_dead_letters(invocation.function_id)
     _set_destination(invocation, f"dead-letter inbox ({undelivered})" if undelivered else "dead-letter inbox")
 
 
@@ -200,4 +202,5 @@ def redrive(letter):
                 redriven_at=timezone.now(), redrive=invocation):
             transaction.set_rollback(True)
             return None
+        record_dead_letters(letter.function_id)
     return invocation

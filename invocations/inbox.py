@@ -2,6 +2,7 @@
 Each can be read (error, attempts, log), edited, redriven, or purged with the rest."""
 
 from django.contrib import messages
+from django.db import transaction
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -10,6 +11,7 @@ from functions.views import _get_function_for_user
 from invocations.asynchronous import redrive
 from invocations.invoke import RequestTooLarge
 from invocations.forms import DeadLetterForm
+from invocations.metrics.rollups import record_dead_letters
 
 INBOX_PAGE = 100
 
@@ -69,7 +71,9 @@ def dead_letters_redrive_all(request, name):
 def dead_letters_purge(request, name):
     """Empty the inbox. The invocations themselves, with their logs, stay."""
     function = _get_function_for_user(request, name)
-    deleted, _ = _waiting(function).delete()
+    with transaction.atomic():
+        deleted, _ = _waiting(function).delete()
+        record_dead_letters(function.pk)
     messages.success(request, f"Purged {deleted} event{'s' if deleted != 1 else ''} from the inbox.")
     return redirect("functions:dead_letters", function.name)
 

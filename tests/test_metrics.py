@@ -166,7 +166,9 @@ class RollupTests(WorkerTestCase):
         self.assertEqual(snapshot(), incremental)
 
 
-@override_settings(**PRICES)
+# Retention off: its rows end on fixed dates, which a rebuild would otherwise leave alone once they are
+# past the retention horizon (invocations.retention).
+@override_settings(INVOCATION_RETENTION_DAYS=0, **PRICES)
 class RecordAndRebuildTests(BaseTestCase):
     """What a row cannot tell apart by itself: the platform's own failures and retried events."""
 
@@ -362,3 +364,187 @@ class CostPageTests(BaseTestCase):
 
     def test_a_bad_month_is_not_found(self):
         self.assertEqual(self.client.get(reverse("metrics:costs"), {"month": "november"}).status_code, 404)
+
+
+# Recent, so that a rebuild (which keeps minutes before the retention horizon as they are) recomputes it.
+AT = (timezone.now() - timedelta(days=1)).replace(second=0, microsecond=0)
+# The pages' clock, held still so that no minute ends between seeding the rollups and drawing the charts.
+NOW = datetime(2026, 11, 20, 12, 30, tzinfo=dt_timezone.utc)
+frozen = mock.patch("django.utils.timezone.now", new=lambda: NOW + timedelta(seconds=20))
+
+
+@override_settings(**PRICES)
+class EventAgeTests(BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        self.fn = self.create_function(HANDLER, name="aged")
+
+    def attempt(self, kind, queued, started, **fields):
+        values = dict(function=self.fn, config={}, event="{}", memory_size_mb=128, attempts=1, kind=kind,
+                      status="SUCCEEDED", cold_start=False, duration_ms=Decimal("2.00"), billed_duration_ms=2,
+                      max_memory_used_mb=40, cost=Decimal("0.0000002041666667"), created_at=queued,
+                      started_at=started, finished_at=AT + timedelta(seconds=30))
+        invocation = Invocation.objects.create(**{**values, **fields})
+        record(invocation)
+        return invocation
+
+    def test_the_event_age_of_asynchronous_attempts_is_kept_as_count_sum_and_maximum_in_ms(self):
+        # Queued 1.25 s and 10.5 s before they started; the synchronous one has no event age.
+        self.attempt("Event", AT - timedelta(seconds=1), AT + timedelta(milliseconds=250))
+        self.attempt("Event", AT, AT + timedelta(seconds=10, milliseconds=500))
+        self.attempt("RequestResponse", AT - timedelta(hours=1), AT)
+        r = MinuteRollup.objects.get()
+        self.assertEqual((r.event_age_count, r.event_age_sum_ms, r.event_age_max_ms), (2, 11_750, 10_500))
+        self.assertEqual(r.invocations, 3)
+
+    def test_a_throttle_and_a_platform_failure_have_no_event_age(self):
+        self.attempt("Event", AT, AT + timedelta(seconds=5), status="THROTTLED", duration_ms=None)
+        self.attempt("Event", AT, AT + timedelta(seconds=5), status="FAILED", error_type="ServiceException")
+        r = MinuteRollup.objects.get()
+        self.assertEqual((r.throttles, r.errors, r.event_age_count, r.event_age_max_ms), (1, 1, 0, 0))
+
+    def test_a_rebuild_recomputes_the_event_age_of_events_never_retried(self):
+        self.attempt("Event", AT - timedelta(seconds=1), AT + timedelta(milliseconds=250))
+        self.attempt("Event", AT, AT + timedelta(seconds=10, milliseconds=500))
+        incremental = snapshot()
+        rebuild()
+        self.assertEqual(snapshot(), incremental)
+
+    @frozen
+    def test_the_chart_draws_the_average_and_maximum_age_per_step(self):
+        now = NOW
+        rollup(self.fn, now, invocations=3, event_age_count=3, event_age_sum_ms=1000, event_age_max_ms=700)
+        rollup(self.fn, now - timedelta(minutes=1), invocations=1)  # synchronous only: no age, no point
+        self.client.force_login(self.alice)
+        response = self.client.get(reverse("metrics:function", args=["aged"]), {"window": "1h"})
+        page = MetricsPageTests.series
+        self.assertEqual(page(self, response, "event-age", "event-age-average")[-1], "333")  # 1000 / 3
+        self.assertEqual(page(self, response, "event-age", "event-age-maximum")[-1], "700")
+        self.assertEqual(page(self, response, "event-age", "event-age-average")[-2], "")
+        self.assertContains(response, '<td id="event-age">333 ms average, 700 ms maximum</td>', html=True)
+
+
+class ConcurrencyTests(BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        self.fn = self.create_function(HANDLER, name="busy")
+        self.other = self.create_function(HANDLER, name="other")
+
+    def row(self, function, status, **fields):
+        return Invocation.objects.create(function=function, config={}, event="{}", memory_size_mb=128,
+                                         status=status, **fields)
+
+    def ended(self, status="SUCCEEDED", at=AT, **fields):
+        values = dict(cold_start=False, duration_ms=Decimal("3.00"), billed_duration_ms=3, max_memory_used_mb=40,
+                      cost=Decimal(0), attempts=1, finished_at=at + timedelta(seconds=10))
+        record(self.row(self.fn, status, **{**values, **fields}))
+
+    def test_an_ended_attempt_samples_the_functions_running_attempts_itself_included(self):
+        for _ in range(2):
+            self.row(self.fn, "RUNNING")
+        self.row(self.other, "RUNNING")  # another function's: not counted
+        self.row(self.fn, "QUEUED")  # waiting: not running
+        self.ended()
+        self.assertEqual(MinuteRollup.objects.get().peak_concurrency, 3)
+
+    def test_the_minute_keeps_its_highest_sample(self):
+        running = [self.row(self.fn, "RUNNING") for _ in range(3)]
+        self.ended()
+        Invocation.objects.filter(pk__in=[r.pk for r in running]).update(status="SUCCEEDED")
+        self.ended()  # alone now: 1, but the minute saw 4
+        self.ended(at=AT + timedelta(minutes=1))
+        self.assertEqual(list(MinuteRollup.objects.order_by("minute").values_list("peak_concurrency", flat=True)),
+                         [4, 1])
+
+    def test_an_attempt_that_did_not_run_takes_no_sample(self):
+        self.row(self.fn, "RUNNING")
+        self.ended(status="THROTTLED", duration_ms=None)
+        self.ended(status="FAILED", error_type="ServiceException")
+        self.assertEqual(MinuteRollup.objects.get().peak_concurrency, 0)
+
+    def test_a_rebuild_keeps_the_peaks_it_cannot_recompute(self):
+        self.row(self.fn, "RUNNING")
+        self.ended()
+        rebuild()
+        self.assertEqual(MinuteRollup.objects.get().peak_concurrency, 2)
+
+    @frozen
+    def test_the_mean_is_run_time_over_the_step_and_the_peak_the_steps_highest_sample(self):
+        now = NOW
+        # 90 s of run time ended in one minute: 1.5 executions on average; in a 30-minute step, 0.05.
+        rollup(self.fn, now, invocations=9, duration_sum_cms=90 * 1000 * 100, peak_concurrency=3)
+        rollup(self.fn, now - timedelta(minutes=1), invocations=1, duration_sum_cms=6 * 1000 * 100,
+               peak_concurrency=1)
+        rollup(self.other, now, invocations=1, duration_sum_cms=60 * 1000 * 100, peak_concurrency=2)
+        self.client.force_login(self.alice)
+        series = MetricsPageTests.series
+        response = self.client.get(reverse("metrics:function", args=["busy"]), {"window": "1h"})
+        self.assertEqual(series(self, response, "concurrency", "concurrency-mean")[-2:], ["0.1", "1.5"])
+        self.assertEqual(series(self, response, "concurrency", "concurrency-peak")[-2:], ["1", "3"])
+        self.assertContains(response, '<td id="peak-concurrency">3</td>', html=True)
+        response = self.client.get(reverse("metrics:function", args=["busy"]), {"window": "24h"})
+        self.assertEqual(series(self, response, "concurrency", "concurrency-mean")[-1], "0.053")  # 96 s / 1800 s
+        # Overall: the functions' means add up exactly; their peaks add up to an upper bound.
+        response = self.client.get(reverse("metrics:overall"), {"window": "1h"})
+        self.assertEqual(series(self, response, "concurrency", "concurrency-mean")[-1], "2.5")
+        self.assertEqual(series(self, response, "concurrency", "concurrency-peak")[-1], "5")
+
+
+class DeadLetterDepthTests(BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        self.fn = self.create_function(HANDLER, name="dlq")
+
+    def failed_event(self):
+        return Invocation.objects.create(
+            function=self.fn, config={}, event='{"n": 1}', memory_size_mb=128, kind="Event", status="FAILED",
+            attempts=3, finished_at=timezone.now())
+
+    def depth(self):
+        return MinuteRollup.objects.filter(function=self.fn, dead_letters__isnull=False).latest("minute").dead_letters
+
+    def test_every_change_of_the_inbox_writes_its_depth(self):
+        from invocations.asynchronous import deliver, redrive
+        from invocations.models import DeadLetter
+        from invocations.tables.streams import to_inbox
+
+        for _ in range(2):
+            deliver(self.failed_event(), DeadLetter.Condition.RETRIES_EXHAUSTED)
+        self.assertEqual(self.depth(), 2)
+        to_inbox(self.failed_event())  # a table stream's batch whose retries are spent
+        self.assertEqual(self.depth(), 3)
+        self.assertIsNotNone(redrive(DeadLetter.objects.first()))
+        self.assertEqual(self.depth(), 2)
+        self.client.force_login(self.alice)
+        self.client.post(reverse("functions:purge_dead_letters", args=["dlq"]))
+        self.assertEqual(DeadLetter.objects.filter(redriven_at__isnull=True).count(), 0)
+        self.assertEqual(self.depth(), 0)
+
+    @frozen
+    def test_the_chart_carries_the_depth_forward_from_before_the_window(self):
+        from invocations.metrics.rollups import record_dead_letters
+
+        now = NOW
+        other = self.create_function(HANDLER, name="other")
+        # Before the hour's window: 5 waiting (an older 9 was superseded); 2 minutes ago: 7; a minute later
+        # another invocation in that minute leaves it be.
+        rollup(self.fn, now - timedelta(hours=3), dead_letters=9)
+        rollup(self.fn, now - timedelta(hours=2), dead_letters=5)
+        record_dead_letters(self.fn.pk, now=now - timedelta(minutes=2))  # counts the inbox: 0 letters
+        MinuteRollup.objects.filter(function=self.fn, minute=now - timedelta(minutes=2)).update(dead_letters=7)
+        rollup(self.fn, now - timedelta(minutes=1), invocations=1)
+        rollup(other, now - timedelta(hours=5), dead_letters=1)
+        self.client.force_login(self.alice)
+        series = MetricsPageTests.series
+        response = self.client.get(reverse("metrics:function", args=["dlq"]), {"window": "1h"})
+        depth = series(self, response, "dead-letters", "dead-letter-depth")
+        self.assertEqual(depth, ["5"] * 57 + ["7", "7", "7"])
+        self.assertContains(response, '<td id="dead-letters-now">7 waiting</td>', html=True)
+        response = self.client.get(reverse("metrics:overall"), {"window": "1h"})
+        self.assertEqual(series(self, response, "dead-letters", "dead-letter-depth")[-1], "8")
+        self.assertEqual(series(self, response, "dead-letters", "dead-letter-depth")[0], "6")
+
+    def test_a_rebuild_keeps_the_depth_it_cannot_recompute(self):
+        rollup(self.fn, AT, dead_letters=4)
+        rebuild()
+        self.assertEqual(MinuteRollup.objects.get(function=self.fn).dead_letters, 4)

@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.db import models
+from django.db.models import Q
 
 from functions.models import Function
 
@@ -28,6 +29,16 @@ class MinuteRollup(models.Model):
     mb_ms_sum = models.PositiveBigIntegerField(default=0)
     cost_sum_units = models.PositiveBigIntegerField(default=0, help_text="units of billing.COST_QUANTUM dollars")
     max_memory_used_mb = models.PositiveIntegerField(default=0)
+    # Asynchronous attempts run, and their event age (Lambda's AsyncEventAge: queued → this attempt's start).
+    event_age_count = models.PositiveIntegerField(default=0)
+    event_age_sum_ms = models.PositiveBigIntegerField(default=0)
+    event_age_max_ms = models.PositiveBigIntegerField(default=0)
+    # The most RUNNING attempts of the function seen as one of this minute's attempts ended (itself
+    # included): a sample, taken only at completions, so a peak between them can be missed.
+    peak_concurrency = models.PositiveIntegerField(default=0)
+    # A gauge: the events waiting in the dead-letter inbox after the minute's last change of it; None when
+    # it did not change in this minute (the depth is then the last value before).
+    dead_letters = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -37,6 +48,10 @@ class MinuteRollup(models.Model):
         indexes = [
             # The overall pages: every function of an owner over a window.
             models.Index(fields=["minute"], name="rollup_minute"),
+            # The dead-letter depth as a window starts: a function's last gauge value before it, found
+            # among the few minutes that have one rather than by walking back over every minute.
+            models.Index(fields=["function", "minute"], condition=Q(dead_letters__isnull=False),
+                         name="rollup_dead_letters"),
         ]
 
     def __str__(self):

@@ -5,15 +5,28 @@ EDGES[k-1] < d ≤ EDGES[k], where EDGES[k] = 2^(k/8) ms rounded to 0.01 ms (buc
 bucket also takes anything longer). A percentile is reported as its bucket's upper edge, so it is never
 below the true value and at most 9.1% above it (2^(1/8) = 1.0905, plus the 0.01 ms rounding), for any
 number of invocations and any window, because buckets of different minutes add up exactly.
+
+Concurrent executions come two ways, neither needing a round trip of its own on the warm path. The mean
+over a period is exact from the sums already kept: by Little's law it is the run time ended in the period
+divided by its length (an attempt counts in the minute it ended, so one running across a minute boundary
+lands wholly in the later minute). The peak is sampled: as each attempt is recorded, the upsert itself
+counts the function's RUNNING rows (the invocation_function_status index answers it) plus the attempt
+just ended, and keeps the minute's maximum; a peak between completions is not seen.
+
+The dead-letter inbox depth is a gauge: each change of a function's inbox writes the depth into that
+minute's rollup (`record_dead_letters`); the charts carry it forward over minutes without a change.
 """
 
 import bisect
 import math
 from collections import defaultdict
+from datetime import timedelta
 from decimal import Decimal
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.db.backends.utils import format_number
+from django.utils import timezone
 
 from invocations.billing import COST_QUANTUM
 from invocations.metrics.models import DurationBucket, MinuteRollup
@@ -27,7 +40,7 @@ ERROR_STATUSES = ("FAILED", "TIMED_OUT")
 PLATFORM_ERROR = "ServiceException"
 
 COUNTERS = ("invocations", "errors", "timeouts", "throttles", "cold_starts", "billed_requests", "duration_sum_cms",
-            "billed_ms_sum", "mb_ms_sum", "cost_sum_units")
+            "billed_ms_sum", "mb_ms_sum", "cost_sum_units", "event_age_count", "event_age_sum_ms")
 
 
 def bucket_of(duration_ms):
@@ -52,8 +65,18 @@ def minute_of(moment):
     return moment.replace(second=0, microsecond=0)
 
 
-def attempt_figures(status, error_type, cold_start, duration_ms, memory_mb, billed_ms, cost, max_memory_mb):
-    """Return (counters, max memory, (cold, bucket) or None) for one ended attempt."""
+def event_age_ms(kind, created_at, started_at):
+    """Return an asynchronous attempt's event age in whole ms (queued → started), or None for a synchronous
+    one. Clamped at 0: the two instants may come from the clocks of two hosts."""
+    if kind != "Event" or created_at is None or started_at is None:
+        return None
+    return max((started_at - created_at) // timedelta(milliseconds=1), 0)
+
+
+def attempt_figures(status, error_type, cold_start, duration_ms, memory_mb, billed_ms, cost, max_memory_mb,
+                    age_ms=None):
+    """Return (counters, max memory, (cold, bucket) or None) for one ended attempt. With one attempt, its
+    event age's sum is also its maximum."""
     figures = dict.fromkeys(COUNTERS, 0)
     if status == "THROTTLED":
         figures["throttles"] = 1
@@ -72,6 +95,8 @@ def attempt_figures(status, error_type, cold_start, duration_ms, memory_mb, bill
     figures["billed_ms_sum"] = billed_ms or 0
     figures["mb_ms_sum"] = memory_mb * (billed_ms or 0)
     figures["cost_sum_units"] = int((cost or Decimal(0)) / COST_QUANTUM)
+    if age_ms is not None:
+        figures["event_age_count"], figures["event_age_sum_ms"] = 1, age_ms
     return figures, max_memory_mb or 0, (bool(cold_start), bucket_of(duration_ms))
 
 
@@ -92,31 +117,73 @@ def record(invocation):
     figures, max_memory, bucket = attempt_figures(
         invocation.status, invocation.error_type, invocation.cold_start, invocation.duration_ms,
         invocation.memory_size_mb, invocation.billed_duration_ms, invocation.cost, invocation.max_memory_used_mb,
+        age_ms=event_age_ms(invocation.kind, invocation.created_at, invocation.started_at),
     )
     if not any(figures.values()):
         return
     minute = minute_of(invocation.finished_at)
-    _upsert_rollup(invocation.function_id, minute, figures, max_memory)
+    # Only an attempt the runtime ran samples the concurrency (bucket is not None): a throttle or a
+    # platform failure ended without running.
+    _upsert_rollup(invocation.function_id, minute, figures, max_memory, sample_concurrency=bucket is not None)
     if bucket is not None:
         _upsert_bucket(invocation.function_id, minute, *bucket)
 
 
-def _upsert_rollup(function_id, minute, figures, max_memory):
+MAXIMA = ("max_memory_used_mb", "event_age_max_ms", "peak_concurrency")
+
+
+def _upsert_rollup(function_id, minute, figures, max_memory, sample_concurrency=False):
     # One INSERT … ON CONFLICT DO UPDATE (SQLite ≥ 3.24, PostgreSQL): two workers ending attempts of the
     # same function in the same minute both add up, whichever writes first.
+    from invocations.models import Invocation
+
     qn = connection.ops.quote_name
     table = qn(MinuteRollup._meta.db_table)
-    columns = ["function_id", "minute", *COUNTERS, "max_memory_used_mb"]
+    columns = ["function_id", "minute", *COUNTERS, *MAXIMA]
     greatest = "MAX" if connection.vendor == "sqlite" else "GREATEST"
     updates = [f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in COUNTERS]
-    updates.append(f"{qn('max_memory_used_mb')} = {greatest}({table}.{qn('max_memory_used_mb')}, "
-                   f"excluded.{qn('max_memory_used_mb')})")
-    sql = (f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) "
-           f"VALUES ({', '.join(['%s'] * len(columns))}) "
+    updates += [f"{qn(c)} = {greatest}({table}.{qn(c)}, excluded.{qn(c)})" for c in MAXIMA]
+    values = ["%s"] * (len(columns) - 1)
+    params = [function_id, _db_minute(MinuteRollup, minute), *(figures[c] for c in COUNTERS), max_memory,
+              figures["event_age_sum_ms"]]
+    if sample_concurrency:
+        # In this statement, not a query of its own: the ended attempt's row is no longer RUNNING, hence + 1.
+        values.append(f"(SELECT COUNT(*) + 1 FROM {qn(Invocation._meta.db_table)} "
+                      f"WHERE {qn('function_id')} = %s AND {qn('status')} = %s)")
+        params += [function_id, Invocation.Status.RUNNING]
+    else:
+        values.append("%s")
+        params.append(0)
+    sql = (f"INSERT INTO {table} ({', '.join(qn(c) for c in columns)}) VALUES ({', '.join(values)}) "
            f"ON CONFLICT ({qn('function_id')}, {qn('minute')}) DO UPDATE SET {', '.join(updates)}")
-    params = [function_id, _db_minute(MinuteRollup, minute), *(figures[c] for c in COUNTERS), max_memory]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+def record_dead_letters(function_id, now=None):
+    """Write the depth of the function's dead-letter inbox into its rollup of this minute. Call in the
+    transaction that changed the inbox, after the change.
+
+    Counted in the statement (the dead_letter_inbox index answers it) rather than adjusted by ±1, so the
+    gauge is right after any change, however many letters it moved. Under SQLite one writer at a time
+    makes it exact; under PostgreSQL two changes of one inbox committing at the same instant may leave it
+    off by one until its next change.
+    """
+    from invocations.models import DeadLetter
+
+    qn = connection.ops.quote_name
+    table = qn(MinuteRollup._meta.db_table)
+    # Every NOT NULL column needs a value here: Django's defaults live in Python, not in the schema.
+    zeros = [*COUNTERS, *MAXIMA]
+    sql = (f"INSERT INTO {table} ({qn('function_id')}, {qn('minute')}, {', '.join(qn(c) for c in zeros)}, "
+           f"{qn('dead_letters')}) VALUES (%s, %s, {', '.join(['0'] * len(zeros))}, "
+           f"(SELECT COUNT(*) FROM {qn(DeadLetter._meta.db_table)} "
+           f"WHERE {qn('function_id')} = %s AND {qn('redriven_at')} IS NULL)) "
+           f"ON CONFLICT ({qn('function_id')}, {qn('minute')}) "
+           f"DO UPDATE SET {qn('dead_letters')} = excluded.{qn('dead_letters')}")
+    minute = minute_of(now or timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [function_id, _db_minute(MinuteRollup, minute), function_id])
 
 
 def _upsert_bucket(function_id, minute, cold, bucket):
@@ -134,28 +201,42 @@ def _db_minute(model, minute):
     return model._meta.get_field("minute").get_db_prep_value(minute, connection)
 
 
-def rebuild(function_ids=None):
-    """Recompute the rollups from the invocation rows (all functions, or those of `function_ids`); return
-    how many minute rollups were written.
+def rebuild(function_ids=None, now=None):
+    """Recompute the rollups from the invocation rows (all functions, or those of `function_ids`) for the
+    minutes from the retention horizon on; return how many minute rollups were written.
+
+    Earlier minutes keep their rollups as they are: their rows may have been purged (invocations.retention),
+    and the rollups are then all the history there is. With INVOCATION_RETENTION_DAYS = 0 every minute is
+    recomputed.
 
     A row holds its last attempt; an asynchronous event retried before it ended counts its earlier attempts
     as errors in its last attempt's minute, and the row's billed totals cover all its attempts. So for
-    events that were never retried the result equals the incremental rollups exactly.
+    events that were never retried the result equals the incremental rollups exactly. The event age is
+    likewise the last attempt's only.
+
+    No row records the peak concurrency seen at completions or the dead-letter inbox's depth over time:
+    those are kept from the rollups being replaced.
     """
     from invocations.models import Invocation
+    from invocations.retention import horizon
 
+    since = horizon(now)
     rollups = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
     maxima = defaultdict(int)
+    age_maxima = defaultdict(int)
     buckets = defaultdict(int)
     rows = Invocation.objects.filter(finished_at__isnull=False).values_list(
         "function_id", "finished_at", "status", "error_type", "cold_start", "duration_ms", "memory_size_mb",
-        "billed_duration_ms", "cost", "max_memory_used_mb", "attempts")
+        "billed_duration_ms", "cost", "max_memory_used_mb", "attempts", "kind", "created_at", "started_at")
     if function_ids is not None:
         rows = rows.filter(function_id__in=function_ids)
+    if since is not None:
+        rows = rows.filter(finished_at__gte=since)
     for (function_id, finished_at, status, error_type, cold, duration, memory, billed, cost, max_memory,
-         attempts) in rows.iterator(chunk_size=2000):
+         attempts, kind, created_at, started_at) in rows.iterator(chunk_size=2000):
         key = (function_id, minute_of(finished_at))
-        figures, used, bucket = attempt_figures(status, error_type, cold, duration, memory, billed, cost, max_memory)
+        figures, used, bucket = attempt_figures(status, error_type, cold, duration, memory, billed, cost, max_memory,
+                                                age_ms=event_age_ms(kind, created_at, started_at))
         ran_last = status in ("SUCCEEDED", *ERROR_STATUSES)
         earlier = max(attempts - 1, 0) if ran_last else attempts
         figures["invocations"] += earlier
@@ -165,6 +246,7 @@ def rebuild(function_ids=None):
         for name, value in figures.items():
             rollups[key][name] += value
         maxima[key] = max(maxima[key], used)
+        age_maxima[key] = max(age_maxima[key], figures["event_age_sum_ms"])
         if bucket is not None:
             buckets[(*key, *bucket)] += 1
     with transaction.atomic():
@@ -172,12 +254,19 @@ def rebuild(function_ids=None):
         if function_ids is not None:
             old_rollups = old_rollups.filter(function_id__in=function_ids)
             old_buckets = old_buckets.filter(function_id__in=function_ids)
+        if since is not None:
+            old_rollups = old_rollups.filter(minute__gte=since)
+            old_buckets = old_buckets.filter(minute__gte=since)
+        kept = {(f, m): {"peak_concurrency": peak, "dead_letters": depth} for f, m, peak, depth in old_rollups.filter(
+            Q(peak_concurrency__gt=0) | Q(dead_letters__isnull=False)).values_list(
+            "function_id", "minute", "peak_concurrency", "dead_letters")}
         old_rollups.delete()
         old_buckets.delete()
         MinuteRollup.objects.bulk_create(
-            [MinuteRollup(function_id=f, minute=m, max_memory_used_mb=maxima[(f, m)], **figures)
-             for (f, m), figures in rollups.items()], batch_size=1000)
+            [MinuteRollup(function_id=f, minute=m, max_memory_used_mb=maxima[(f, m)],
+                          event_age_max_ms=age_maxima[(f, m)], **rollups[(f, m)], **kept.get((f, m), {}))
+             for f, m in rollups.keys() | kept.keys()], batch_size=1000)
         DurationBucket.objects.bulk_create(
             [DurationBucket(function_id=f, minute=m, cold=c, bucket=b, count=n)
              for (f, m, c, b), n in buckets.items()], batch_size=1000)
-    return len(rollups)
+    return len(rollups.keys() | kept.keys())

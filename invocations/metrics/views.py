@@ -3,9 +3,10 @@ import csv
 from collections import defaultdict
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
+from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Max, Sum
+from django.db.models import Max, OuterRef, Subquery, Sum
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
@@ -18,11 +19,18 @@ from invocations.metrics.rollups import percentile
 # Window → (minutes shown, minutes per step of the chart).
 WINDOWS = {"1h": (60, 1), "24h": (1440, 30), "7d": (10080, 180), "30d": (43200, 1440)}
 PERCENTILES = (50, 90, 99)
-SUMMED = ("invocations", "errors", "throttles", "cold_starts", "cost_sum_units")
+SUMMED = ("invocations", "errors", "throttles", "cold_starts", "cost_sum_units", "duration_sum_cms", "event_age_count",
+          "event_age_sum_ms")
 
 
 def _get_function_for_user(request, name):
     return get_object_or_404(Function, owner=request.user, name=name)
+
+
+def window_bounds(minutes):
+    """Return (start, end) of the last `minutes` whole minutes, the current minute included."""
+    end = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return end - timedelta(minutes=minutes), end
 
 
 def metrics(request, name=None):
@@ -31,8 +39,7 @@ def metrics(request, name=None):
     if window not in WINDOWS:
         raise Http404("unknown window")
     minutes, step = WINDOWS[window]
-    end = timezone.now().replace(second=0, microsecond=0) + timedelta(minutes=1)
-    start = end - timedelta(minutes=minutes)
+    start, end = window_bounds(minutes)
     steps = minutes // step
     scope = {"function__owner": request.user, "minute__gte": start, "minute__lt": end}
     if function is not None:
@@ -43,9 +50,17 @@ def metrics(request, name=None):
 
     # Served from rollups only: at most one row per minute of the window, and one per histogram bucket.
     counts = {key: [0] * steps for key in SUMMED}
-    for row in MinuteRollup.objects.filter(**scope).values("minute").annotate(**{k: Sum(k) for k in SUMMED}):
+    peaks = {"peak_concurrency": [0] * steps, "event_age_max_ms": [0] * steps}
+    # Across functions, a minute's peak concurrency is the sum of theirs (each function's busiest moment
+    # need not be the same instant: an upper bound); the event age's maximum is the oldest of theirs.
+    rows = MinuteRollup.objects.filter(**scope).values("minute").annotate(
+        **{k: Sum(k) for k in SUMMED}, peak_concurrency=Sum("peak_concurrency"), event_age_max_ms=Max("event_age_max_ms"))
+    for row in rows:
+        s = step_of(row["minute"])
         for key in SUMMED:
-            counts[key][step_of(row["minute"])] += row[key]
+            counts[key][s] += row[key]
+        for key, values in peaks.items():
+            values[s] = max(values[s], row[key])
     histograms = defaultdict(lambda: defaultdict(int))  # (cold, step or None) → {bucket: count}
     for row in DurationBucket.objects.filter(**scope).values("minute", "cold", "bucket").annotate(n=Sum("count")):
         histograms[(row["cold"], step_of(row["minute"]))][row["bucket"]] += row["n"]
@@ -59,6 +74,13 @@ def metrics(request, name=None):
                         "percentiles": [percentile(histograms[(cold, None)], p) for p in PERCENTILES]})
     cold_rate = [round(100 * c / n, 1) if n else None for c, n in zip(counts["cold_starts"], counts["invocations"])]
     step_costs = [cost_of(units) for units in counts["cost_sum_units"]]
+    # Mean concurrency by Little's law: run time ended in the step ÷ the step's length (both in 1/100 ms).
+    mean_concurrency = [(Decimal(cms) / (step * 60 * 1000 * 100)).quantize(Decimal("0.001")) for cms in
+                        counts["duration_sum_cms"]]
+    age_average = [round(Decimal(ms) / n) if n else None for ms, n in zip(counts["event_age_sum_ms"],
+                                                                        counts["event_age_count"])]
+    age_maximum = [ms if n else None for ms, n in zip(peaks["event_age_max_ms"], counts["event_age_count"])]
+    depth = _dead_letter_depth(request.user, function, start, steps, step_of)
     totals = {key: sum(values) for key, values in counts.items()}
     return render(request, "metrics/metrics.html", {
         "function": function, "window": window, "windows": list(WINDOWS), "start": start, "end": end,
@@ -69,7 +91,39 @@ def metrics(request, name=None):
         "duration_chart": charts.line_chart(duration_series),
         "cold_chart": charts.line_chart([("cold-start-rate", cold_rate)]),
         "cost_chart": charts.bar_chart([("cost", step_costs)]),
+        "concurrency_chart": charts.line_chart([("concurrency-mean", mean_concurrency),
+                                                ("concurrency-peak", peaks["peak_concurrency"])]),
+        "event_age_chart": charts.line_chart([("event-age-average", age_average), ("event-age-maximum", age_maximum)]),
+        "dead_letter_chart": charts.line_chart([("dead-letter-depth", depth)]),
+        "peak_concurrency": max(peaks["peak_concurrency"]),
+        "event_age_average": round(Decimal(totals["event_age_sum_ms"]) / totals["event_age_count"])
+        if totals["event_age_count"] else None,
+        "event_age_maximum": max(peaks["event_age_max_ms"]) if totals["event_age_count"] else None,
+        "dead_letters_now": depth[-1],
     })
+
+
+def _dead_letter_depth(user, function, start, steps, step_of):
+    """The dead-letter inbox depth at the end of each step, summed over the functions: each function's
+    gauge carried forward from its last value before the window over the minutes it did not change."""
+    functions = Function.objects.filter(owner=user) if function is None else Function.objects.filter(pk=function.pk)
+    before = functions.annotate(depth=Subquery(
+        MinuteRollup.objects.filter(function=OuterRef("pk"), minute__lt=start, dead_letters__isnull=False)
+        .order_by("-minute").values("dead_letters")[:1])).filter(depth__isnull=False).values_list("pk", "depth")
+    depths = dict(before)
+    changes = defaultdict(dict)  # function → {step: its last value in that step}
+    for function_id, minute, value in (
+            MinuteRollup.objects.filter(function__in=functions, minute__gte=start, dead_letters__isnull=False)
+            .order_by("minute").values_list("function_id", "minute", "dead_letters")):
+        if step_of(minute) < steps:
+            changes[function_id][step_of(minute)] = value
+    series = [0] * steps
+    for function_id in depths.keys() | changes.keys():
+        value = depths.get(function_id, 0)
+        for s in range(steps):
+            value = changes[function_id].get(s, value)
+            series[s] += value
+    return series
 
 
 def _month(request):

@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from functions.models import MAX_SYNC_PAYLOAD_BYTES, Alias, Version
 from invocations.invoke import invoke
+from invocations.metrics.rollups import record_dead_letters
 from invocations.models import DeadLetter, Invocation
 from invocations.tables.models import StreamCursor, StreamRecord
 
@@ -192,6 +193,7 @@ def to_inbox(invocation):
     description to an SQS queue or SNS topic."""
     DeadLetter.objects.create(function_id=invocation.function_id, invocation_id=invocation.pk,
                               condition=DeadLetter.Condition.RETRIES_EXHAUSTED, payload=invocation.event)
+    record_dead_letters(invocation.function_id)
     Invocation.objects.filter(pk=invocation.pk).update(destination="dead-letter inbox")
 
 

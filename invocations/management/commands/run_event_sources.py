@@ -5,17 +5,24 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 from django.utils import timezone
 
-from invocations import sources
+from invocations import retention, sources
 from invocations.schedules import beat
 
 # Schedules tick on whole minutes at the finest; a second's poll fires them within about a second, and
 # keeps a queue's or a stream's waiting records within about a second of their function.
 POLL_SECONDS = 1.0
+# The share of a pass a purge of old invocation records may take, so that it never holds up schedules and
+# queues for longer (the first purge of a large table takes many passes).
+PURGE_SLICE_SECONDS = 0.25
 
 
 class Command(BaseCommand):
     help = ("Fire schedules as their ticks come and deliver what queues and table streams hold. Several may "
-            "run at once: each tick fires once and each record is taken by one of them.")
+            "run at once: each tick fires once and each record is taken by one of them. Once an hour one of "
+            "them purges the invocation records older than INVOCATION_RETENTION_DAYS.")
+
+    # The cutoff of the purge this runner has under way, between its slices.
+    purging = None
 
     def handle(self, *args, **options):
         stopping = []
@@ -43,3 +50,23 @@ class Command(BaseCommand):
                     self.stdout.write(f"fired {invocation.trigger_id}: invocation {invocation.pk}")
             except Exception as e:  # one source's trouble must not stop the others
                 self.stderr.write(f"run_event_sources: {poll.__module__}.{poll.__name__}: {e!r}; trying again")
+        try:
+            self.purge_step(now)
+        except Exception as e:  # the next turn, within the hour, starts again
+            self.purging = None
+            self.stderr.write(f"run_event_sources: retention: {e!r}; trying again within the hour")
+
+    def purge_step(self, now):
+        """Delete a slice of the invocation records past their retention: a purge starts at most once an hour
+        across every runner (whichever takes the turn), and goes on a slice per pass until it is done."""
+        if self.purging is None:
+            if not retention.take_turn():
+                return
+            self.purging = retention.cutoff(now)
+            if self.purging is None:  # INVOCATION_RETENTION_DAYS = 0: kept for ever
+                return
+        deleted, done = retention.purge_some(self.purging, until=time.monotonic() + PURGE_SLICE_SECONDS)
+        if deleted:
+            self.stdout.write(f"purged {deleted} invocations that ended before {self.purging:%Y-%m-%d %H:%M:%S} UTC")
+        if done:
+            self.purging = None

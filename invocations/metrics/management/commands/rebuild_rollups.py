@@ -4,7 +4,9 @@ from invocations.metrics.rollups import rebuild
 
 
 class Command(BaseCommand):
-    help = "Recompute the per-minute metrics rollups from the invocation rows (a backfill)."
+    help = ("Recompute the per-minute metrics rollups from the invocation rows (a backfill), for the minutes "
+            "from INVOCATION_RETENTION_DAYS ago on; earlier minutes keep their rollups, since their rows may "
+            "have been purged (every minute is recomputed when it is 0).")
 
     def add_arguments(self, parser):
         parser.add_argument("--function-id", type=int, action="append", dest="function_ids",
