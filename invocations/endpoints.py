@@ -60,7 +60,7 @@ def serve(request, trigger, raw_path, authenticated=False):
     if (trigger.config.get("auth_type") == Trigger.Auth.KEY and not authenticated
             and not trigger.check_key(request.headers.get("x-api-key", ""))):
         return http.error_response(403, "Forbidden")
-    waiting = _waiting_slots()
+    waiting = waiting_slots()
     if not waiting.acquire(blocking=False):
         # Every request waiting for an invocation holds a web thread: keep some for the console.
         return http.error_response(*http.THROTTLED)
@@ -88,8 +88,9 @@ _slots = {}
 _slots_lock = threading.Lock()
 
 
-def _waiting_slots():
-    """This web process's semaphore for endpoint requests waiting on an invocation."""
+def waiting_slots():
+    """This web process's semaphore for requests waiting on an invocation (endpoints and the Lambda API's
+    Invoke share it: each holds a web thread)."""
     limit = settings.ENDPOINT_MAX_WAITING
     with _slots_lock:
         return _slots.setdefault(limit, threading.BoundedSemaphore(limit))

@@ -42,12 +42,14 @@ class RequestTooLarge(Exception):
 
 
 def invoke(function, event, kind=Invocation.Kind.SYNC, source="console", qualifier=None, trigger=None,
-           destination_depth=0):
+           destination_depth=0, client_context=None, client_request_id=None):
     """Record an invocation of `function` with the JSON text `event` and queue it; return the row.
 
     `qualifier` is $LATEST (None), a version number or an alias (see Function.resolve). Raise
     RequestTooLarge for an event over Lambda's payload limit, before anything is written.
     `destination_depth` counts the destinations that led to this one (invocations.asynchronous).
+    `client_context` (a dict) becomes the handler's context.client_context; `client_request_id` is the
+    Lambda API caller's id for its call (IntegrityError if the function already has an invocation with it).
     """
     asynchronous = kind == Invocation.Kind.ASYNC
     too_large = payload_too_large(len(event.encode()), asynchronous)
@@ -62,6 +64,7 @@ def invoke(function, event, kind=Invocation.Kind.SYNC, source="console", qualifi
         invocation = Invocation(
             function=function, version=config["version"], qualifier=qualifier or "", kind=kind, source=source,
             trigger=trigger, config=config, event=event, memory_size_mb=config["memory_size"],
+            client_context=client_context, client_request_id=client_request_id,
         )
         invocation.job_id = str(invocation.pk)
         if asynchronous:
@@ -109,10 +112,16 @@ OUTCOME_FIELDS = [
 ]
 
 
-def invoke_and_wait(function, event, source="console", qualifier=None, trigger=None):
+def invoke_and_wait(function, event, source="console", qualifier=None, trigger=None, client_context=None,
+                    client_request_id=None):
     """Invoke synchronously: return the invocation once it has finished (or the wait ran out)."""
     invocation = invoke(function, event, kind=Invocation.Kind.SYNC, source=source, qualifier=qualifier,
-                        trigger=trigger)
+                        trigger=trigger, client_context=client_context, client_request_id=client_request_id)
+    return wait(invocation)
+
+
+def wait(invocation):
+    """Wait until the invocation has finished (or the wait ran out); return it with its outcome."""
     if not invocation.is_finished:
         try:
             wait_finished(invocation.pk, longest_run_seconds(invocation.config) + WAIT_MARGIN_SECONDS)

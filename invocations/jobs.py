@@ -51,7 +51,8 @@ def run_invocation(invocation_id, throttled=0):
             leased = concurrency.acquire(invocation.function_id, invocation_id, limit, lease_seconds)
             if not leased:
                 return _throttle(invocation, throttled)
-        outcome = pool.run(invocation.config, invocation.request_id, invocation.event)
+        outcome = pool.run(invocation.config, invocation.request_id, invocation.event,
+                           client_context=invocation.client_context)
         with transaction.atomic():
             # Not finished (the sweep failed it meanwhile, taking its retry along): nothing follows here.
             if invocation.finish(outcome):

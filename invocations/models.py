@@ -76,8 +76,18 @@ class Invocation(models.Model):
     job_id = models.CharField(max_length=64, blank=True)
     destination = models.CharField(max_length=300, blank=True)
 
+    # The Lambda API: the caller's amz-sdk-invocation-id, which an SDK sends again on every retry of one
+    # call, so a retried Invoke answers with this invocation instead of running the function again; and
+    # the decoded X-Amz-Client-Context, which the handler sees as context.client_context.
+    client_request_id = models.CharField(max_length=64, null=True, blank=True)
+    client_context = models.JSONField(null=True, blank=True)
+
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            # One invocation per API call, however often the SDK retried it (and the lookup of a retry's).
+            models.UniqueConstraint(fields=["function", "client_request_id"], name="invocation_client_request_id"),
+        ]
         indexes = [
             # The function page's recent invocations, and the list's 24 h counts and monthly cost.
             models.Index(fields=["function", "-created_at"], name="invocation_function_recent"),
@@ -311,7 +321,7 @@ class Invocation(models.Model):
 
 # What a worker needs of an invocation to run it (Invocation.claim returns these).
 RUN_FIELDS = ("kind", "source", "trigger", "config", "event", "function", "memory_size_mb", "qualifier", "created_at",
-              "attempts")
+              "attempts", "client_context")
 
 
 def _from_db(field, value):

@@ -42,11 +42,30 @@ class CognitoIdentity:
     cognito_identity_pool_id = None
 
 
-class ClientContext:
+class Client:
+    """The mobile SDK's description of the calling app, as Lambda's Python runtime gives it."""
+
+    FIELDS = ("installation_id", "app_title", "app_version_name", "app_version_code", "app_package_name")
+
     def __init__(self, data):
-        self.client = data.get("client")
+        for name in self.FIELDS:
+            setattr(self, name, data.get(name))
+
+    def __repr__(self):
+        return f"Client([{','.join(f'{name}={getattr(self, name)}' for name in self.FIELDS)}])"
+
+
+class ClientContext:
+    """The invoker's X-Amz-Client-Context: `custom` and `env` as sent, `client` as a Client (or None)."""
+
+    def __init__(self, data):
         self.custom = data.get("custom")
         self.env = data.get("env")
+        client = data.get("client")
+        self.client = Client(client) if isinstance(client, dict) else client
+
+    def __repr__(self):
+        return f"ClientContext([custom={self.custom},env={self.env},client={self.client}])"
 
 
 class LambdaContext:
@@ -63,7 +82,7 @@ class LambdaContext:
         self.log_stream_name = environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
         self.identity = CognitoIdentity()
         cc = request.get("client_context")
-        self.client_context = ClientContext(cc) if cc else None
+        self.client_context = ClientContext(cc) if cc is not None else None
         self._deadline_ms = request["deadline_ms"]
 
     def get_remaining_time_in_millis(self):
