@@ -287,9 +287,10 @@ class LayerForm(forms.Form):
         artifact = CodeArtifact.store(data["code"], self.code_summary)
         layer, _ = Layer.objects.get_or_create(owner=self.owner, name=data["name"])
         layer = Layer.objects.select_for_update().get(pk=layer.pk)
-        latest = layer.versions.order_by("-number").first()
+        layer.last_version_number += 1
+        layer.save(update_fields=["last_version_number"])
         return LayerVersion.objects.create(
-            layer=layer, number=latest.number + 1 if latest else 1, description=data["description"],
+            layer=layer, number=layer.last_version_number, description=data["description"],
             compatible_runtimes=data["compatible_runtimes"], code=artifact,
         )
 

@@ -95,6 +95,9 @@ class Function(models.Model):
     description = models.CharField(max_length=256, blank=True)
     runtime = models.CharField(max_length=32)
     handler = models.CharField(max_length=128)
+    # The execution role's ARN, as the Lambda API requires one at CreateFunction; nothing here assumes it.
+    # Empty for functions created in the console, which asks for none.
+    role = models.CharField(max_length=2048, blank=True)
     memory_size = models.PositiveIntegerField(default=128, help_text="MB")
     timeout = models.PositiveIntegerField(default=3, help_text="seconds")
     ephemeral_storage = models.PositiveIntegerField(default=512, help_text="MB of /tmp")
@@ -224,6 +227,8 @@ class Layer(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="layers")
     name = models.CharField(max_length=64)
     created_at = models.DateTimeField(auto_now_add=True)
+    # As in Lambda, a deleted version's number is never given again, even once every version is gone.
+    last_version_number = models.PositiveIntegerField(default=0)
 
     class Meta:
         ordering = ["name"]
@@ -324,6 +329,15 @@ class Alias(models.Model):
         """Point the alias where it pointed before its last move, without a canary (again: forward)."""
         if self.has_previous:
             self.point_to(self.previous_version)
+
+    def remove(self):
+        """Delete the alias and, as in Lambda, what belongs to it: its HTTP endpoint, schedules, event source
+        triggers and asynchronous settings (their past invocations stay). Return how many triggers went.
+        Call inside a transaction."""
+        triggers, _ = self.function.triggers.filter(qualifier=self.name).delete()
+        self.function.event_invoke_configs.filter(qualifier=self.name).delete()
+        self.delete()
+        return triggers
 
     def pick_config(self):
         if self.additional_version is not None and random.random() < self.additional_weight:

@@ -257,11 +257,7 @@ def alias_delete(request, name, alias_name):
     function = _get_function_for_user(request, name)
     alias = get_object_or_404(function.aliases, name=alias_name)
     with transaction.atomic():
-        # As in Lambda, what belongs to the alias goes with it: its HTTP endpoint, schedules and
-        # asynchronous settings (their past invocations stay).
-        triggers, _ = function.triggers.filter(qualifier=alias_name).delete()
-        function.event_invoke_configs.filter(qualifier=alias_name).delete()
-        alias.delete()
+        triggers = alias.remove()
     messages.success(request, f"Deleted alias {alias_name}" + (f" and its {triggers} trigger(s)." if triggers else "."))
     return redirect(f"{function.get_absolute_url()}#aliases")
 

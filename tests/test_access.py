@@ -159,6 +159,17 @@ class AnonymousAccessTests(AccessTestCase):
                     if response.status_code != 401 or "__type" not in response.json():
                         wrong.append(f"{method.upper()} {url}: {response.status_code}, expected 401 from the API")
                     continue
+                if getattr(resolve(url).func, "lambda_api", False):
+                    # The Lambda API: unsigned is AWS's 403 (or 405 where the method names no operation).
+                    expected = {403: "MissingAuthenticationTokenException", 405: "MethodNotAllowedException"}
+                    if expected.get(response.status_code, "?") != response.get("x-amzn-ErrorType"):
+                        wrong.append(f"{method.upper()} {url}: {response.status_code}, expected 403 from the Lambda API")
+                    continue
+                if getattr(resolve(url).func, "signed_link", False):
+                    # A download link: public, so an unsigned (made-up) token is simply not found.
+                    if response.status_code != (404 if method == "get" else 405):
+                        wrong.append(f"{method.upper()} {url}: {response.status_code}, expected 404 for a bad link")
+                    continue
                 if url.startswith(ENDPOINT_PREFIX):
                     if response.status_code != 404 or response.json() != {"message": "Not Found"}:
                         wrong.append(f"{method.upper()} {url}: {response.status_code}, expected 404 for no endpoint")

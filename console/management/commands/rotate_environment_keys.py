@@ -1,4 +1,4 @@
-"""Encrypt every stored environment with the first of ENVIRONMENT_KEYS.
+"""Encrypt every stored environment, and every API secret access key, with the first of ENVIRONMENT_KEYS.
 
 Rotation: put a new key first in ENVIRONMENT_KEYS (keep the old one after it), restart, run this, then
 drop the old key. Published versions and queued invocations carry a token of their own, so they are
@@ -8,13 +8,15 @@ rotated too; finished invocations keep theirs (nothing decrypts a finished invoc
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from console.models import AccessKey
 from functions import envvars
 from functions.models import Function, Version
 from invocations.models import Invocation
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt every function's environment variables with the first key of ENVIRONMENT_KEYS."
+    help = ("Re-encrypt every function's environment variables and every API secret access key with the first "
+            "key of ENVIRONMENT_KEYS.")
 
     def handle(self, *args, **options):
         functions = invocations = 0
@@ -35,5 +37,10 @@ class Command(BaseCommand):
                     invocation.config["environment_token"] = envvars.rotate(invocation.config["environment_token"])
                     invocation.save(update_fields=["config"])
                     invocations += 1
+            keys = 0
+            for key in AccessKey.objects.select_for_update():
+                key.secret_token = envvars.rotate(key.secret_token)
+                key.save(update_fields=["secret_token"])
+                keys += 1
         self.stdout.write(f"Re-encrypted the environment of {functions} functions, {versions} published versions "
-                          f"and {invocations} waiting invocations.")
+                          f"and {invocations} waiting invocations, and {keys} API secret access keys.")
