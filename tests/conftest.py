@@ -87,7 +87,8 @@ def gunicorn(django_db_setup, workers):
     log = open(log_dir() / "gunicorn.log", "w")
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("gunicorn")), "console.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--worker-class", "gthread", "--workers", "1", "--threads", "8"],
+         "--worker-class", "gthread", "--workers", "1", "--threads", "8",
+         "--keep-alive", "30"],  # as ./dev run: an SDK client reuses its connection
         cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

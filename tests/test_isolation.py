@@ -107,8 +107,9 @@ class IsolationTests(WorkerTestCase):
         self.worker_processes = workers
 
     def invoke_on(self, worker, function, event="{}"):
-        """Invoke until an invocation runs on `worker` (the workers take turns); return that one."""
-        for _ in range(6):
+        """Invoke until an invocation runs on `worker`; return that one. Idle workers usually take turns, but
+        one still busy after its last job (making its spare /tmp disk on a loaded machine) misses turns."""
+        for _ in range(30):
             invocation = self.invoke(function, event)
             if invocation.worker == worker:
                 return invocation
