@@ -2,7 +2,9 @@
 
 import datetime
 import json
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from unittest import mock
 
@@ -107,3 +109,37 @@ class SignatureTests(ApiTestCase):
             urllib.request.urlopen(post, timeout=10)
         self.assertEqual(caught.exception.headers["x-amzn-ErrorType"], "MissingAuthenticationTokenException")
         self.assertEqual(caught.exception.headers["Content-Type"], "application/json")
+
+    def test_an_x_amz_header_added_after_signing_is_refused(self):
+        # Invoke obeys X-Amz-Log-Type: an eavesdropper adding Tail to a captured request must not read the log.
+        def add_header(request, **kwargs):
+            request.headers["X-Amz-Log-Type"] = "Tail"
+
+        self.lam.meta.events.register("before-send.lambda.GetAccountSettings", add_header)
+        with self.assertRaises(ClientError) as caught:
+            self.lam.get_account_settings()
+        self.assertIn("x-amz-log-type", self.assertApiError(caught, "InvalidSignatureException", 403))
+
+    def test_an_unsigned_payload_is_refused(self):
+        def unsigned_payload(request, **kwargs):
+            request.headers["X-Amz-Content-SHA256"] = "UNSIGNED-PAYLOAD"
+
+        self.lam.meta.events.register("before-sign.lambda.GetAccountSettings", unsigned_payload)
+        with self.assertRaises(ClientError) as caught:
+            self.lam.get_account_settings()
+        self.assertIn("UNSIGNED-PAYLOAD", self.assertApiError(caught, "InvalidSignatureException", 403))
+
+    def test_an_unknown_key_is_answered_before_its_body_is_read(self):
+        # 50 MB announced, none sent: a server that read the body first would wait for it until the timeout.
+        parts = urllib.parse.urlsplit(self.base_url)
+        now = datetime.datetime.now(datetime.timezone.utc)
+        head = (f"POST /2015-03-31/functions HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                f"Authorization: AWS4-HMAC-SHA256 Credential=AKIAUNKNOWNUNKNOWN00/{now:%Y%m%d}/"
+                f"{settings.LAMBDA_REGION}/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature={'0' * 64}\r\n"
+                f"X-Amz-Date: {now:%Y%m%dT%H%M%SZ}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: 50000000\r\n\r\n")
+        with socket.create_connection((parts.hostname, parts.port), timeout=10) as sock:
+            sock.sendall(head.encode())
+            answer = sock.recv(65536).decode("latin-1")
+        self.assertTrue(answer.startswith("HTTP/1.1 403"), answer[:200])
+        self.assertIn("x-amzn-ErrorType: UnrecognizedClientException", answer)

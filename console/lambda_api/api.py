@@ -48,9 +48,10 @@ def operation(name, max_body=JSON_REQUEST_MAX):
                 if length > max_body:
                     raise ApiError(413, "RequestTooLargeException",
                                    f"Request must be smaller than {max_body} bytes for the {name} operation")
+                match, key = auth.identify(request)  # before the body: an unknown caller cannot make us read it
                 # Read past DATA_UPLOAD_MAX_MEMORY_SIZE (the console's forms' limit): max_body bounds it here.
                 request._body = request.read()
-                request.user = auth.verify(request).user
+                request.user = auth.verify(request, match, key).user
                 response = view(request, *args, **kwargs)
             except ApiError as e:
                 response = error_response(e)

@@ -4,7 +4,13 @@ The signature is recomputed over the request as the client signed it: the path s
 (gunicorn's RAW_URI; Django's request.path is decoded), the raw query string, only the headers named in
 SignedHeaders (proxies and servers add others), the exact body bytes, and the timestamp from X-Amz-Date.
 botocore signs with X-Amz-Content-SHA256 as the payload hash when that header is sent, so the body is then
-checked against it separately. Errors carry the names AWS gives them.
+checked against it separately (UNSIGNED-PAYLOAD, which only S3 accepts, is refused). Every X-Amz-*
+header must be signed, as AWS requires: Invoke obeys X-Amz-Invocation-Type, X-Amz-Log-Type and
+X-Amz-Client-Context, so an eavesdropper must not be able to add one to a captured request.
+
+Two steps, so that an unsigned caller cannot make the server read a 70 MB body: `identify` checks the
+header, scope, date and key before the body is read; `verify` checks the signature over it.
+Errors carry the names AWS gives them.
 """
 
 import datetime
@@ -49,8 +55,9 @@ def raw_path(request):
     return quote(request.path, safe="/-_.~")
 
 
-def verify(request):
-    """Return the active AccessKey that signed `request`; raise ApiError (403) otherwise."""
+def identify(request):
+    """Return (the parsed Authorization header, the active AccessKey it names) if the header is within the
+    time and scope AWS allows; raise ApiError (403) otherwise. Reads no body."""
     header = request.headers.get("Authorization", "")
     match = AUTHORIZATION.match(header.strip())
     if not header:
@@ -87,23 +94,36 @@ def verify(request):
            .filter(access_key_id=match["key"], is_active=True, user__is_active=True).first())
     if key is None:
         raise _forbidden("UnrecognizedClientException", "The security token included in the request is invalid.")
-
     signed = match["headers"].split(";")
-    headers = {name.lower(): value for name, value in request.headers.items()}
+    headers = {name.lower() for name in request.headers}
     if "host" not in signed or any(name not in headers for name in signed):
         raise _forbidden("InvalidSignatureException", MISMATCH)
+    unsigned = sorted(name for name in headers if name.startswith("x-amz-") and name not in signed)
+    if unsigned:
+        raise _forbidden("InvalidSignatureException",
+                         f"The request carries headers it did not sign: {', '.join(unsigned)}. Every X-Amz-* "
+                         f"header must be in SignedHeaders.")
+    if request.headers.get("X-Amz-Content-SHA256") == "UNSIGNED-PAYLOAD":
+        raise _forbidden("InvalidSignatureException", "UNSIGNED-PAYLOAD is not accepted: sign the body.")
+    return match, key
+
+
+def verify(request, match, key):
+    """Return `key` if it signed `request`, body included; raise ApiError (403) otherwise."""
+    signed = match["headers"].split(";")
+    headers = {name.lower(): value for name, value in request.headers.items()}
     query = request.META.get("QUERY_STRING", "")
-    unsigned = AWSRequest(method=request.method,
-                          url=f"http://{headers['host']}{raw_path(request)}" + (f"?{query}" if query else ""),
-                          headers={name: headers[name] for name in signed}, data=request.body)
-    unsigned.context["timestamp"] = amz_date  # what the client's add_auth() used
+    as_signed = AWSRequest(method=request.method,
+                           url=f"http://{headers['host']}{raw_path(request)}" + (f"?{query}" if query else ""),
+                           headers={name: headers[name] for name in signed}, data=request.body)
+    as_signed.context["timestamp"] = headers["x-amz-date"]  # what the client's add_auth() used
     signer = SigV4Auth(Credentials(key.access_key_id, key.secret), SERVICE, match["region"])
-    expected = signer.signature(signer.string_to_sign(unsigned, signer.canonical_request(unsigned)), unsigned)
+    expected = signer.signature(signer.string_to_sign(as_signed, signer.canonical_request(as_signed)), as_signed)
     if not hmac.compare_digest(expected, match["signature"]):
         raise _forbidden("InvalidSignatureException", MISMATCH)
     content_hash = headers.get("x-amz-content-sha256")
-    if content_hash not in (None, "UNSIGNED-PAYLOAD") and not hmac.compare_digest(
-            hashlib.sha256(request.body).hexdigest(), content_hash):
+    if content_hash is not None and not hmac.compare_digest(
+            hashlib.sha256(request.body).hexdigest().encode(), content_hash.encode()):
         raise ApiError(400, "InvalidSignatureException",
                        "The provided 'x-amz-content-sha256' header does not match what was computed.")
     key.touch()

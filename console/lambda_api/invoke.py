@@ -66,7 +66,7 @@ def invoke(request, function_name):
     options = dict(kind=kind, qualifier=qualifier, client_request_id=call_id,
                    client_context=client_context if kind == Invocation.Kind.SYNC else None)
     if kind == Invocation.Kind.ASYNC or (earlier is not None and earlier.kind == Invocation.Kind.ASYNC):
-        invocation = earlier or _start(function, event, options)
+        invocation = earlier or _start(function, event, options)[0]
         request.request_id = invocation.request_id
         return HttpResponse(status=202)
 
@@ -76,7 +76,9 @@ def invoke(request, function_name):
         return _too_many_requests("ConcurrentInvocationLimitExceeded",
                                   "Rate Exceeded: too many synchronous invocations are waiting on this server.")
     try:
-        invocation = _wait_for_earlier(earlier) if earlier is not None else wait(_start(function, event, options))
+        invocation, ours = (earlier, False) if earlier is not None else _start(function, event, options)
+        # Only the request that started the invocation may take the worker's wake-up (BLPOP wakes one).
+        invocation = wait(invocation) if ours else _wait_for_earlier(invocation)
     finally:
         slots.release()
     request.request_id = invocation.request_id  # Lambda's x-amzn-RequestId is the function's aws_request_id
@@ -84,19 +86,21 @@ def invoke(request, function_name):
 
 
 def _start(function, event, options):
-    """Start this call's invocation, or return the one a concurrent request of the same call started."""
+    """Start this call's invocation and return (it, True); or (the one a concurrent request of the same call
+    started, False)."""
     try:
-        return start(function, event, source="api", **options)
+        return start(function, event, source="api", **options), True
     except RequestTooLarge as e:
         raise ApiError(413, RequestTooLarge.error_type, str(e)) from None
     except IntegrityError:
         return Invocation.objects.defer("event").get(function=function,
-                                                     client_request_id=options["client_request_id"])
+                                                     client_request_id=options["client_request_id"]), False
 
 
 def _wait_for_earlier(invocation):
-    """Wait for the invocation a retried call's first request started. That request's own waiter takes the
-    worker's wake-up (BLPOP wakes one), so this one polls the row: rare, and it keeps the wake-up simple."""
+    """Wait for the invocation another request of the same call started (an earlier try, or a concurrent
+    one). That request's own waiter takes the worker's wake-up (BLPOP wakes one), so this one polls the
+    row: rare, and it keeps the wake-up simple."""
     deadline = time.monotonic() + longest_run_seconds(invocation.config) + WAIT_MARGIN_SECONDS
     while not invocation.is_finished and time.monotonic() < deadline:
         time.sleep(RETRY_POLL_SECONDS)
@@ -177,6 +181,10 @@ def _answer(invocation, tail):
         # The platform did not get to it in time (a queue backlog, a lost wake-up): an SDK's retry of this
         # call waits for the same invocation again (amz-sdk-invocation-id) instead of starting another.
         raise ApiError(500, "ServiceException", f"Invocation {invocation.request_id} has not finished yet.")
+    if invocation.error_type == "ServiceException" and not invocation.attempts:
+        # Never ran (it could not be queued, or its job was lost): our failure, not the function's. A 5xx,
+        # so the SDK retries, and the retry runs it (a call that never ran is forgotten, _earlier_call).
+        raise ApiError(500, "ServiceException", f"Invocation {invocation.request_id} could not be run; try again.")
     response = HttpResponse(invocation.result, content_type="application/json")
     response["X-Amz-Executed-Version"] = invocation.version
     if invocation.status != Invocation.Status.SUCCEEDED:
