@@ -364,3 +364,23 @@ class DeadLetter(models.Model):
 
     def __str__(self):
         return f"dead letter of {self.invocation_id}"
+
+
+class PurgeMark(models.Model):
+    """How far retention has purged: the latest cutoff before which it deleted invocation rows. Minutes
+    before it have only their rollups left, so rebuild_rollups must not recompute them from rows, whatever
+    INVOCATION_RETENTION_DAYS says now. One row."""
+
+    purged_before = models.DateTimeField()
+
+    @classmethod
+    def advance(cls, cutoff):
+        """Record a purge at `cutoff` (in the purge's transaction); the mark never moves back."""
+        mark, created = cls.objects.select_for_update().get_or_create(pk=1, defaults={"purged_before": cutoff})
+        if not created and cutoff > mark.purged_before:
+            mark.purged_before = cutoff
+            mark.save(update_fields=["purged_before"])
+
+    @classmethod
+    def purged_before_or_none(cls):
+        return cls.objects.filter(pk=1).values_list("purged_before", flat=True).first()

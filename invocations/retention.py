@@ -31,7 +31,7 @@ from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from invocations import queue
-from invocations.models import DeadLetter, Invocation
+from invocations.models import DeadLetter, Invocation, PurgeMark
 from invocations.tables.models import StreamCursor
 
 # Rows deleted per transaction: short enough that the workers recording outcomes (SQLite has one writer)
@@ -50,13 +50,16 @@ def cutoff(now=None):
 
 
 def horizon(now=None):
-    """Return the first whole minute whose invocations are all still there (None: all are, for ever).
+    """Return the first whole minute whose invocations are all still there (None: all are, for ever): after
+    the cutoff of today's setting and after every purge so far (the setting may have grown since, or gone
+    to 0, but purged rows do not come back).
 
     A purge at an earlier cutoff in the same minute may have taken part of the minute the cutoff falls in.
     """
-    edge = cutoff(now)
-    if edge is None:
+    edges = [edge for edge in (cutoff(now), PurgeMark.purged_before_or_none()) if edge is not None]
+    if not edges:
         return None
+    edge = max(edges)
     minute = edge.replace(second=0, microsecond=0)
     return minute if minute == edge else minute + timedelta(minutes=1)
 
@@ -102,6 +105,8 @@ def purge_some(cutoff, batch=BATCH_SIZE, until=None):
         # changed since it was read.
         with transaction.atomic():
             _, per_model = purgeable(cutoff).filter(pk__in=pks).only("pk").delete()
+            if per_model.get(Invocation._meta.label):
+                PurgeMark.advance(cutoff)
         total += per_model.get(Invocation._meta.label, 0)
         if len(pks) < batch:
             return total, True

@@ -18,6 +18,7 @@ from invocations import billing, queue, retention
 from invocations.management.commands.run_event_sources import Command as RunEventSources
 from invocations.metrics.models import MinuteRollup
 from invocations.metrics.rollups import rebuild, record
+from invocations.metrics.summaries import annotate_function_list
 from invocations.models import DeadLetter, Invocation
 from invocations.queues.models import Message, Queue
 from invocations.tables.models import StreamCursor
@@ -137,6 +138,32 @@ class RetentionTests(TableWorld, BaseTestCase):
         self.assertEqual(snapshot(), rollups)
         self.assertEqual(cost_page(), page)
 
+    @override_settings(INVOCATION_RETENTION_DAYS=7)
+    def test_the_functions_list_figures_are_the_same_after_a_purge(self):
+        self.ended(datetime(2026, 10, 2, 9, 0, 30, tzinfo=dt_timezone.utc), billed_ms=500, memory=1024)
+        self.ended(datetime(2026, 10, 14, 20, 0, 30, tzinfo=dt_timezone.utc), status="FAILED", billed_ms=7)
+
+        def figures():
+            functions = [self.fn]
+            annotate_function_list(functions, NOW)
+            f = functions[0]
+            return f.last_invoked, f.invocations_24h, f.errors_24h, f.cost_month
+
+        before = figures()
+        self.assertEqual(before[:3], (datetime(2026, 10, 14, 20, 0, tzinfo=dt_timezone.utc), 1, 1))
+        self.assertEqual(before[3], billing.cost(billing.gb_seconds(1024, 500)) + billing.cost(billing.gb_seconds(128, 7)))
+        self.assertEqual(retention.purge(now=NOW), 1)  # the one of 2 October, this month's
+        self.assertEqual(figures(), before)
+
+    def test_the_functions_list_reads_no_invocation_rows(self):
+        self.ended(timezone.now() - timedelta(hours=1))
+        self.client.force_login(self.alice)
+        with CaptureQueriesContext(connection) as captured:
+            response = self.client.get(reverse("functions:list"))
+        self.assertContains(response, "kept-for-30-days")
+        self.assertEqual(response.context["functions"][0].invocations_24h, 1)
+        self.assertFalse([q["sql"] for q in captured.captured_queries if "invocations_invocation" in q["sql"]])
+
     def test_a_rebuild_after_a_purge_keeps_the_minutes_before_the_horizon_and_recomputes_the_rest(self):
         self.ended(OLD)
         self.ended(OLD + timedelta(minutes=1), status="TIMED_OUT", billed_ms=3000)
@@ -148,6 +175,17 @@ class RetentionTests(TableWorld, BaseTestCase):
         self.assertEqual(rebuild(now=NOW), 1)  # the one recent minute
         self.assertEqual(snapshot(), rollups)
         self.assertEqual(MinuteRollup.objects.filter(minute__lt=NOW - timedelta(days=30)).count(), 2)
+
+    def test_a_rebuild_after_retention_is_lengthened_or_turned_off_keeps_what_was_purged(self):
+        self.ended(OLD)
+        self.ended(RECENT)
+        rollups = snapshot()
+        retention.purge(now=NOW)
+        for days in (90, 0):
+            with override_settings(INVOCATION_RETENTION_DAYS=days):
+                rebuild(now=NOW)
+            # The minute of OLD has no rows any more; its rollup is all the history there is.
+            self.assertEqual(snapshot(), rollups)
 
     def test_the_horizon_is_the_first_whole_minute_at_or_after_the_cutoff(self):
         self.assertEqual(retention.horizon(NOW), datetime(2026, 9, 15, tzinfo=dt_timezone.utc))

@@ -6,7 +6,9 @@ class MetricsConfig(AppConfig):
     label = "metrics"
 
     def ready(self):
+        from functions import views
         from invocations import sources
-        from invocations.metrics import rollups
+        from invocations.metrics import rollups, summaries
 
         sources.every_outcome.append(rollups.record)
+        views.annotate_function_list = summaries.annotate_function_list
