@@ -115,6 +115,9 @@ class Function(models.Model):
     # "<id>-<name>"}] in name order: each is mounted read-only at /mnt/<name> in its sandboxes. Kept by
     # invocations.buckets whenever its notifications change, so that invoking costs no extra query.
     mounts = models.JSONField(default=list, blank=True)
+    # Lambda's tags, {key: value}: set through the Lambda API (console.lambda_api.tags keeps Lambda's rules),
+    # shown on the function page.
+    tags = models.JSONField(default=dict, blank=True)
     code = models.ForeignKey(CodeArtifact, on_delete=models.PROTECT, related_name="functions")
     created_at = models.DateTimeField(auto_now_add=True)
     last_modified = models.DateTimeField(auto_now=True)
@@ -135,6 +138,11 @@ class Function(models.Model):
     @property
     def arn(self):
         return f"arn:aws:lambda:{settings.LAMBDA_REGION}:{account_id(self.owner)}:function:{self.name}"
+
+    @property
+    def sorted_tags(self):
+        """[(key, value)] in key order, for the function page (a template cannot read a key named "items")."""
+        return sorted(self.tags.items())
 
     @property
     def log_group_name(self):
@@ -444,6 +452,8 @@ class Trigger(models.Model):
     # Schedules: the next tick to fire; None while disabled.
     next_fire_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # A function URL's LastModifiedTime (the Lambda API's UpdateFunctionUrlConfig and the console's form).
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["kind", "created_at"]

@@ -3,6 +3,7 @@ real boto3 against the real gunicorn: each set through the API shows in the cons
 
 import json
 import re
+import urllib.error
 import urllib.request
 
 import pytest
@@ -249,7 +250,8 @@ class FunctionUrlTests(SettingsTestCase):
         self.assertEqual(got["Cors"], expected_cors)
         for key in ("FunctionUrl", "FunctionArn", "AuthType", "CreationTime", "InvokeMode"):
             self.assertEqual(got[key], made[key], key)
-        self.assertEqual(got["LastModifiedTime"], got["CreationTime"])
+        # Both are set as the endpoint is saved (Trigger.created_at and updated_at), a moment apart.
+        self.assertGreaterEqual(got["LastModifiedTime"], got["CreationTime"])
         trigger = Trigger.objects.get(function=self.fn, kind=Trigger.Kind.HTTP)
         self.assertEqual(trigger.config["cors"]["allow_origins"], ["https://example.com"])
         self.assertEqual(trigger.config["cors"]["max_age"], 300)
@@ -314,3 +316,314 @@ class FunctionUrlTests(SettingsTestCase):
         self.assertNotFound(lambda: self.bob_lam.create_function_url_config(FunctionName=self.fn.arn, AuthType="NONE"))
         self.assertNotFound(lambda: self.lam.create_function_url_config(FunctionName="missing", AuthType="NONE"))
         self.assertEqual(Trigger.objects.count(), 1)
+
+
+def async_config_rows(response):
+    """The asynchronous invocation page's "Settings in force" rows: (applies to, retries, age, on failure)."""
+    rows = re.findall(r'<tr><td>([^<]*)</td><td class="num">(\d+)</td><td class="num">(\d+) s</td>\s*'
+                      r'<td class="mono">[^<]*</td><td class="mono">([^<]*)</td></tr>', response.content.decode())
+    return [(qualifier, int(retries), int(age), on_failure) for qualifier, retries, age, on_failure in rows]
+
+
+class EventInvokeConfigChangeTests(SettingsTestCase):
+    """UpdateFunctionEventInvokeConfig, DeleteFunctionEventInvokeConfig and ListFunctionEventInvokeConfigs."""
+
+    def setUp(self):
+        super().setUp()
+        self.other = self.create_function(handler_zip(ECHO), name="other")
+        self.bobs = self.create_function(handler_zip(ECHO), name="other", owner=self.bob)
+        version, _ = self.fn.publish()
+        self.fn.aliases.create(name="live", version=version)
+
+    def test_update_changes_only_what_it_sends_and_the_console_shows_it(self):
+        put = self.lam.put_function_event_invoke_config(
+            FunctionName="hello", MaximumRetryAttempts=0, MaximumEventAgeInSeconds=3600,
+            DestinationConfig={"OnFailure": {"Destination": self.other.arn}})
+        updated = self.lam.update_function_event_invoke_config(FunctionName="hello", MaximumEventAgeInSeconds=120)
+        self.assertEqual(
+            (updated["FunctionArn"], updated["MaximumRetryAttempts"], updated["MaximumEventAgeInSeconds"],
+             updated["DestinationConfig"]),
+            (f"{self.fn.arn}:$LATEST", 0, 120, {"OnSuccess": {}, "OnFailure": {"Destination": self.other.arn}}))
+        self.assertGreaterEqual(updated["LastModified"], put["LastModified"])
+        got = self.lam.get_function_event_invoke_config(FunctionName="hello")
+        self.assertEqual({k: got[k] for k in updated if k != "ResponseMetadata"},
+                         {k: v for k, v in updated.items() if k != "ResponseMetadata"})
+        self.assertEqual(EventInvokeConfig.objects.get(function=self.fn).snapshot(), {
+            "maximum_retry_attempts": 0, "maximum_event_age_seconds": 120, "on_success": "",
+            "on_failure": self.other.arn})
+        page = self.client.get(reverse("functions:async_config", args=["hello"]))
+        self.assertEqual(async_config_rows(page), [("$LATEST", 0, 120, self.other.arn)])
+
+        # DestinationConfig is one parameter: sent, it sets both destinations.
+        failures = Queue.objects.create(owner=self.alice, name="failures")
+        again = self.lam.update_function_event_invoke_config(
+            FunctionName=self.fn.arn, Qualifier="$LATEST",
+            DestinationConfig={"OnSuccess": {"Destination": failures.arn}})
+        self.assertEqual((again["MaximumRetryAttempts"], again["MaximumEventAgeInSeconds"], again["DestinationConfig"]),
+                         (0, 120, {"OnSuccess": {"Destination": failures.arn}, "OnFailure": {}}))
+        self.assertEqual(async_config_rows(self.client.get(reverse("functions:async_config", args=["hello"]))),
+                         [("$LATEST", 0, 120, "dead-letter inbox")])
+
+    def test_update_changes_a_configuration_made_in_the_console_for_an_alias(self):
+        form = EventInvokeConfigForm({"qualifier": "live", "maximum_retry_attempts": "1",
+                                      "maximum_event_age_seconds": "600", "on_success": "", "on_failure": ""},
+                                     function=self.fn)
+        self.assertTrue(form.is_valid(), form.errors)
+        form.save()
+        updated = self.lam.update_function_event_invoke_config(FunctionName="hello:live", MaximumRetryAttempts=2)
+        self.assertEqual((updated["FunctionArn"], updated["MaximumRetryAttempts"], updated["MaximumEventAgeInSeconds"]),
+                         (f"{self.fn.arn}:live", 2, 600))
+        self.assertEqual(list(EventInvokeConfig.objects.values_list("qualifier", "maximum_retry_attempts")),
+                         [("live", 2)])
+
+    def test_update_needs_an_existing_configuration_and_something_to_change(self):
+        message = self.assertNotFound(lambda: self.lam.update_function_event_invoke_config(
+            FunctionName="hello", MaximumRetryAttempts=1))
+        self.assertEqual(message, f"The function {self.fn.arn}:$LATEST doesn't have an EventInvokeConfig")
+        self.assertNotFound(lambda: self.lam.update_function_event_invoke_config(
+            FunctionName="hello", Qualifier="nope", MaximumRetryAttempts=1))
+        self.lam.put_function_event_invoke_config(FunctionName="hello", MaximumRetryAttempts=1)
+        self.assertInvalid(lambda: self.lam.update_function_event_invoke_config(FunctionName="hello"),
+                           "at least one of error handling or destination setting")
+        self.assertEqual(list(EventInvokeConfig.objects.values_list("qualifier", "maximum_retry_attempts")),
+                         [("$LATEST", 1)])
+
+    def test_update_is_refused_with_the_forms_messages_and_changes_nothing(self):
+        self.lam.put_function_event_invoke_config(FunctionName="hello", MaximumRetryAttempts=1,
+                                                  MaximumEventAgeInSeconds=300)
+        client = self.unvalidated()
+        self.assertEqual(self.assertInvalid(lambda: client.update_function_event_invoke_config(
+            FunctionName="hello", MaximumRetryAttempts=3)),
+            "MaximumRetryAttempts: Ensure this value is less than or equal to 2.")
+        self.assertEqual(self.assertInvalid(lambda: client.update_function_event_invoke_config(
+            FunctionName="hello", MaximumEventAgeInSeconds=59)),
+            "MaximumEventAgeInSeconds: Ensure this value is greater than or equal to 60.")
+        self.assertInvalid(lambda: self.lam.update_function_event_invoke_config(
+            FunctionName="hello", DestinationConfig={"OnFailure": {"Destination": self.bobs.arn}}),
+            "DestinationConfig.OnFailure.Destination", self.bobs.arn)
+        self.assertEqual(EventInvokeConfig.objects.get().snapshot(), {
+            "maximum_retry_attempts": 1, "maximum_event_age_seconds": 300, "on_success": "", "on_failure": ""})
+
+    def test_delete_removes_one_qualifiers_configuration_and_the_console_shows_the_defaults(self):
+        self.lam.put_function_event_invoke_config(FunctionName="hello", MaximumRetryAttempts=0)
+        self.lam.put_function_event_invoke_config(FunctionName="hello", Qualifier="live", MaximumRetryAttempts=1)
+        deleted = self.lam.delete_function_event_invoke_config(FunctionName="hello", Qualifier="live")
+        self.assertEqual(deleted["ResponseMetadata"]["HTTPStatusCode"], 204)
+        self.assertNotFound(lambda: self.lam.get_function_event_invoke_config(FunctionName="hello:live"))
+        self.assertEqual(self.lam.get_function_event_invoke_config(FunctionName="hello")["MaximumRetryAttempts"], 0)
+        url = reverse("functions:async_config", args=["hello"])
+        self.assertEqual(async_config_rows(self.client.get(url)), [("$LATEST", 0, 21600, "dead-letter inbox")])
+
+        self.lam.delete_function_event_invoke_config(FunctionName=self.fn.arn)
+        self.assertFalse(EventInvokeConfig.objects.exists())
+        self.assertContains(self.client.get(url), "Defaults everywhere.")
+        message = self.assertNotFound(lambda: self.lam.delete_function_event_invoke_config(FunctionName="hello"))
+        self.assertEqual(message, f"The function {self.fn.arn}:$LATEST doesn't have an EventInvokeConfig")
+        self.assertNotFound(lambda: self.lam.delete_function_event_invoke_config(FunctionName="hello:7"))
+
+    def test_list_pages_through_each_qualifiers_configuration(self):
+        listed = self.lam.list_function_event_invoke_configs(FunctionName="hello")
+        self.assertEqual((listed["FunctionEventInvokeConfigs"], listed.get("NextMarker")), ([], None))
+        self.lam.put_function_event_invoke_config(FunctionName="hello", MaximumRetryAttempts=0)
+        self.lam.put_function_event_invoke_config(FunctionName="hello:live", MaximumRetryAttempts=1)
+        form = EventInvokeConfigForm({"qualifier": "1", "maximum_retry_attempts": "2",
+                                      "maximum_event_age_seconds": "60", "on_success": "", "on_failure": ""},
+                                     function=self.fn)
+        self.assertTrue(form.is_valid(), form.errors)
+        form.save()  # made in the console
+
+        first = self.lam.list_function_event_invoke_configs(FunctionName="hello", MaxItems=2)
+        self.assertEqual([(c["FunctionArn"], c["MaximumRetryAttempts"]) for c in first["FunctionEventInvokeConfigs"]],
+                         [(f"{self.fn.arn}:$LATEST", 0), (f"{self.fn.arn}:1", 2)])
+        rest = self.lam.list_function_event_invoke_configs(FunctionName=self.fn.arn, MaxItems=2,
+                                                           Marker=first["NextMarker"])
+        self.assertEqual([c["FunctionArn"] for c in rest["FunctionEventInvokeConfigs"]], [f"{self.fn.arn}:live"])
+        self.assertNotIn("NextMarker", rest)
+        pages = self.lam.get_paginator("list_function_event_invoke_configs").paginate(
+            FunctionName="hello", PaginationConfig={"PageSize": 1})
+        self.assertEqual([c["MaximumEventAgeInSeconds"] for page in pages for c in page["FunctionEventInvokeConfigs"]],
+                         [21600, 60, 21600])
+
+        client = self.unvalidated()
+        self.assertInvalid(lambda: self.lam.list_function_event_invoke_configs(FunctionName="hello:live"),
+                           "without a version or alias")
+        self.assertInvalid(lambda: client.list_function_event_invoke_configs(FunctionName="hello", MaxItems=51),
+                           "MaxItems")
+        self.assertInvalid(lambda: client.list_function_event_invoke_configs(FunctionName="hello", Marker="nope"),
+                           "Marker")
+
+    def test_bob_cannot_touch_alices(self):
+        self.lam.put_function_event_invoke_config(FunctionName="hello", MaximumRetryAttempts=0)
+        for name in ("hello", self.fn.arn):
+            with self.subTest(name):
+                self.assertNotFound(lambda: self.bob_lam.update_function_event_invoke_config(
+                    FunctionName=name, MaximumRetryAttempts=2))
+                self.assertNotFound(lambda: self.bob_lam.delete_function_event_invoke_config(FunctionName=name))
+                self.assertNotFound(lambda: self.bob_lam.list_function_event_invoke_configs(FunctionName=name))
+        # Bob's own function of the same name as alice's other one lists his (none), not hers.
+        self.lam.put_function_event_invoke_config(FunctionName="other", MaximumRetryAttempts=1)
+        self.assertEqual(self.bob_lam.list_function_event_invoke_configs(FunctionName="other")
+                         ["FunctionEventInvokeConfigs"], [])
+        self.assertEqual(sorted(EventInvokeConfig.objects.values_list("function__name", "maximum_retry_attempts")),
+                         [("hello", 0), ("other", 1)])
+
+
+def preflight(url, origin):
+    """A CORS preflight for a GET from `origin`: (status, Access-Control-Allow-Origin)."""
+    request = urllib.request.Request(url, method="OPTIONS", headers={
+        "Origin": origin, "Access-Control-Request-Method": "GET"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            return reply.status, reply.headers["Access-Control-Allow-Origin"]
+    except urllib.error.HTTPError as e:
+        with e:
+            return e.code, e.headers["Access-Control-Allow-Origin"]
+
+
+class FunctionUrlChangeTests(SettingsTestCase):
+    """UpdateFunctionUrlConfig, DeleteFunctionUrlConfig and ListFunctionUrlConfigs."""
+
+    def setUp(self):
+        super().setUp()
+        version, _ = self.fn.publish()
+        self.fn.aliases.create(name="live", version=version)
+        self.fn.aliases.create(name="next", version=version)
+
+    def console_endpoint(self, qualifier="", **fields):
+        form = HttpEndpointForm({"qualifier": qualifier, "auth_type": "NONE", "allow_origins": "",
+                                 "allow_methods": "", "allow_headers": "", "expose_headers": "", "max_age": "",
+                                 **fields}, function=self.fn)
+        self.assertTrue(form.is_valid(), form.errors)
+        return form.save()[0]
+
+    def test_update_changes_only_what_it_sends_and_the_console_and_the_url_follow(self):
+        made = self.lam.create_function_url_config(FunctionName="hello", AuthType="NONE", Cors={
+            "AllowOrigins": ["https://a.example"], "AllowMethods": ["GET"], "MaxAge": 300})
+        self.assertEqual(preflight(made["FunctionUrl"], "https://a.example"), (200, "https://a.example"))
+
+        updated = self.lam.update_function_url_config(FunctionName="hello", Cors={
+            "AllowOrigins": ["https://b.example"], "AllowHeaders": ["X-Custom"]})
+        # A Cors sent replaces the whole of it: MaxAge and AllowMethods go back to none.
+        self.assertEqual(updated["Cors"], {"AllowOrigins": ["https://b.example"], "AllowMethods": [],
+                                           "AllowHeaders": ["x-custom"], "ExposeHeaders": [], "MaxAge": 0,
+                                           "AllowCredentials": False})
+        for key in ("FunctionUrl", "FunctionArn", "AuthType", "CreationTime", "InvokeMode"):
+            self.assertEqual(updated[key], made[key], key)
+        self.assertGreaterEqual(updated["LastModifiedTime"], made["CreationTime"])
+        got = self.lam.get_function_url_config(FunctionName="hello")
+        self.assertEqual((got["Cors"], got["LastModifiedTime"]), (updated["Cors"], updated["LastModifiedTime"]))
+        self.assertEqual(preflight(made["FunctionUrl"], "https://b.example"), (200, "https://b.example"))
+        self.assertEqual(preflight(made["FunctionUrl"], "https://a.example"), (403, None))
+
+        trigger = Trigger.objects.get(kind=Trigger.Kind.HTTP)
+        page = self.client.get(reverse("functions:trigger", args=["hello", trigger.pk]))
+        self.assertContains(page, 'value="https://b.example"')
+        self.assertContains(page, 'value="x-custom"')
+        self.assertNotContains(page, "https://a.example")
+
+        # Without Cors, the CORS settings stay.
+        kept = self.lam.update_function_url_config(FunctionName=self.fn.arn, AuthType="NONE")
+        self.assertEqual(kept["Cors"], updated["Cors"])
+        emptied = self.lam.update_function_url_config(FunctionName="hello", Cors={})
+        self.assertNotIn("Cors", emptied)
+        trigger.refresh_from_db()
+        self.assertEqual(trigger.config, {"auth_type": "NONE", "cors": {}})
+        self.assertNotIn("· CORS", self.client.get(self.fn.get_absolute_url()).content.decode())
+
+    def test_a_secret_key_endpoint_keeps_its_key_when_aws_iam_is_sent_back(self):
+        trigger = self.console_endpoint(auth_type="KEY")
+        key_sha256 = trigger.key_sha256
+        self.assertTrue(key_sha256)
+        same = self.lam.update_function_url_config(FunctionName="hello", AuthType="AWS_IAM",
+                                                   Cors={"AllowOrigins": ["*"]})
+        self.assertEqual((same["AuthType"], same["Cors"]["AllowOrigins"]), ("AWS_IAM", ["*"]))
+        trigger.refresh_from_db()
+        self.assertEqual((trigger.config["auth_type"], trigger.key_sha256), ("KEY", key_sha256))
+
+        public = self.lam.update_function_url_config(FunctionName="hello", AuthType="NONE")
+        self.assertEqual(public["AuthType"], "NONE")
+        trigger.refresh_from_db()
+        self.assertEqual((trigger.config["auth_type"], trigger.key_sha256), ("NONE", ""))
+        self.assertIn("auth NONE", self.client.get(self.fn.get_absolute_url()).content.decode())
+        # Making a URL secret again takes a new key, which only the console can show.
+        self.assertInvalid(lambda: self.lam.update_function_url_config(FunctionName="hello", AuthType="AWS_IAM"),
+                           "AWS_IAM is not supported")
+
+    def test_update_refuses_what_create_refuses_and_changes_nothing(self):
+        self.assertEqual(self.assertNotFound(lambda: self.lam.update_function_url_config(
+            FunctionName="hello", AuthType="NONE")), "The resource you requested does not exist.")
+        self.lam.create_function_url_config(FunctionName="hello", AuthType="NONE",
+                                            Cors={"AllowOrigins": ["https://a.example"]})
+        before = Trigger.objects.get().config
+        self.assertInvalid(lambda: self.lam.update_function_url_config(
+            FunctionName="hello", Cors={"AllowOrigins": ["example.com"]}),
+            "Cors.AllowOrigins", "'example.com' is not an origin")
+        self.assertInvalid(lambda: self.lam.update_function_url_config(
+            FunctionName="hello", Cors={"AllowOrigins": ["*"], "AllowCredentials": True}), "Cors.AllowCredentials")
+        self.assertInvalid(lambda: self.lam.update_function_url_config(
+            FunctionName="hello", InvokeMode="RESPONSE_STREAM"), "BUFFERED")
+        self.assertInvalid(lambda: self.unvalidated().update_function_url_config(
+            FunctionName="hello", AuthType="OPEN"), "authType")
+        self.assertInvalid(lambda: self.lam.update_function_url_config(
+            FunctionName="hello", Qualifier="1", AuthType="NONE"), "qualifier")
+        self.assertNotFound(lambda: self.lam.update_function_url_config(FunctionName="hello:live", AuthType="NONE"))
+        self.assertEqual(Trigger.objects.get().config, before)
+
+    def test_delete_removes_the_url_and_the_console_shows_it_gone(self):
+        own = self.lam.create_function_url_config(FunctionName="hello", AuthType="NONE")
+        live = self.lam.create_function_url_config(FunctionName="hello", Qualifier="live", AuthType="NONE")
+        live_id = Trigger.objects.get(qualifier="live").url_id
+        self.assertContains(self.client.get(self.fn.get_absolute_url()), f"/url/{live_id}/")
+
+        deleted = self.lam.delete_function_url_config(FunctionName="hello:live")
+        self.assertEqual(deleted["ResponseMetadata"]["HTTPStatusCode"], 204)
+        self.assertNotFound(lambda: self.lam.get_function_url_config(FunctionName="hello", Qualifier="live"))
+        self.assertEqual(self.lam.get_function_url_config(FunctionName="hello")["FunctionUrl"], own["FunctionUrl"])
+        self.assertNotContains(self.client.get(self.fn.get_absolute_url()), f"/url/{live_id}/")
+        with self.assertRaises(urllib.error.HTTPError) as gone:
+            urllib.request.urlopen(live["FunctionUrl"], timeout=30)
+        gone.exception.close()
+        self.assertEqual(gone.exception.code, 404)
+
+        self.assertNotFound(lambda: self.lam.delete_function_url_config(FunctionName="hello", Qualifier="live"))
+        self.assertNotFound(lambda: self.lam.delete_function_url_config(FunctionName="hello:nope"))
+        self.assertInvalid(lambda: self.lam.delete_function_url_config(FunctionName="hello", Qualifier="1"),
+                           "qualifier")
+        self.assertEqual(list(Trigger.objects.values_list("qualifier", flat=True)), [""])
+
+    def test_list_pages_through_the_functions_and_its_aliases_urls(self):
+        self.assertEqual(self.lam.list_function_url_configs(FunctionName="hello")["FunctionUrlConfigs"], [])
+        self.lam.create_function_url_config(FunctionName="hello", Qualifier="next", AuthType="NONE")
+        self.lam.create_function_url_config(FunctionName="hello", AuthType="NONE")
+        console_made = self.console_endpoint("live", auth_type="KEY")
+
+        first = self.lam.list_function_url_configs(FunctionName="hello", MaxItems=2)
+        self.assertEqual([(c["FunctionArn"], c["AuthType"]) for c in first["FunctionUrlConfigs"]],
+                         [(self.fn.arn, "NONE"), (f"{self.fn.arn}:live", "AWS_IAM")])
+        self.assertEqual(first["FunctionUrlConfigs"][1]["FunctionUrl"], f"{self.base_url}/url/{console_made.url_id}/")
+        rest = self.lam.list_function_url_configs(FunctionName=self.fn.arn, MaxItems=2, Marker=first["NextMarker"])
+        self.assertEqual([c["FunctionArn"] for c in rest["FunctionUrlConfigs"]], [f"{self.fn.arn}:next"])
+        self.assertNotIn("NextMarker", rest)
+        pages = self.lam.get_paginator("list_function_url_configs").paginate(
+            FunctionName="hello", PaginationConfig={"PageSize": 1})
+        self.assertEqual(len([c for page in pages for c in page["FunctionUrlConfigs"]]), 3)
+        for listed in rest["FunctionUrlConfigs"]:
+            self.assertEqual(listed, {k: v for k, v in self.lam.get_function_url_config(
+                FunctionName="hello:next").items() if k != "ResponseMetadata"})
+
+        client = self.unvalidated()
+        self.assertInvalid(lambda: client.list_function_url_configs(FunctionName="hello:live"),
+                           "without a version or alias")
+        self.assertInvalid(lambda: client.list_function_url_configs(FunctionName="hello", MaxItems=0), "MaxItems")
+        self.assertInvalid(lambda: client.list_function_url_configs(FunctionName="hello", Marker="%%%"), "Marker")
+
+    def test_bob_cannot_touch_alices(self):
+        self.lam.create_function_url_config(FunctionName="hello", AuthType="NONE",
+                                            Cors={"AllowOrigins": ["https://a.example"]})
+        before = Trigger.objects.get().config
+        for name in ("hello", self.fn.arn):
+            with self.subTest(name):
+                self.assertNotFound(lambda: self.bob_lam.update_function_url_config(FunctionName=name, Cors={}))
+                self.assertNotFound(lambda: self.bob_lam.delete_function_url_config(FunctionName=name))
+                self.assertNotFound(lambda: self.bob_lam.list_function_url_configs(FunctionName=name))
+        self.assertEqual(Trigger.objects.get().config, before)

@@ -332,3 +332,46 @@ class LayerTests(ApiCase):
         # Bob's delete of "libs" finds no layer of his: nothing of alice's goes.
         self.bob_lam.delete_layer_version(LayerName="libs", VersionNumber=1)
         self.assertTrue(LayerVersion.objects.filter(layer__owner=self.alice).exists())
+
+    def test_a_layer_version_is_found_by_its_arn(self):
+        self.publish_layer(Description="first")
+        second = self.publish_layer(archive=make_zip({"python/lib.py": "VALUE = 2\n"}), Description="second")
+        found = self.lam.get_layer_version_by_arn(Arn=f"{second['LayerArn']}:1")
+        by_name = self.lam.get_layer_version(LayerName="libs", VersionNumber=1)
+        for key in ("LayerArn", "LayerVersionArn", "Version", "Description", "CreatedDate", "CompatibleRuntimes",
+                    "CompatibleArchitectures"):
+            self.assertEqual(found[key], by_name[key], key)
+        self.assertEqual((found["Version"], found["Description"]), (1, "first"))
+        self.assertEqual(found["Content"]["CodeSha256"], base64.b64encode(hashlib.sha256(self.LIB).digest()).decode())
+        with urllib.request.urlopen(found["Content"]["Location"], timeout=30) as download:
+            self.assertEqual(download.read(), self.LIB)
+        self.assertEqual(self.lam.get_layer_version_by_arn(Arn=second["LayerVersionArn"])["Description"], "second")
+        # The same path without ?find=LayerVersion is still ListLayers.
+        self.assertEqual([l["LayerName"] for l in self.lam.list_layers()["Layers"]], ["libs"])
+
+    def test_a_layer_published_in_the_console_is_found_by_its_arn(self):
+        self.client.force_login(self.alice)
+        self.client.post(reverse("layers:layer_list"), {
+            "name": "console-made", "description": "from the page", "compatible_runtimes": [host_runtime()],
+            "code": SimpleUploadedFile("layer.zip", self.LIB, content_type="application/zip")})
+        version = LayerVersion.objects.get(layer__name="console-made")
+        found = self.lam.get_layer_version_by_arn(Arn=version.arn)
+        self.assertEqual((found["LayerVersionArn"], found["Description"]), (version.arn, "from the page"))
+
+    def test_unknown_malformed_and_other_users_layer_versions(self):
+        published = self.publish_layer()
+        arn = published["LayerVersionArn"]
+        region, account = arn.split(":")[3], arn.split(":")[4]
+        for missing in (f"{published['LayerArn']}:2", arn.replace(":libs:", ":other:"),
+                        arn.replace(f":{region}:", ":eu-west-3:"), arn.replace(f":{account}:", ":000000000000:")):
+            with self.subTest(missing), self.assertRaises(ClientError) as caught:
+                self.lam.get_layer_version_by_arn(Arn=missing)
+            self.assertEqual(self.assertApiError(caught, "ResourceNotFoundException", 404),
+                             "The resource you requested does not exist.")
+        with self.assertRaises(ClientError) as caught:
+            self.bob_lam.get_layer_version_by_arn(Arn=arn)
+        self.assertApiError(caught, "ResourceNotFoundException", 404)
+        for malformed in ("libs:1", published["LayerArn"], f"{published['LayerArn']}:one", f"{arn}:1"):
+            with self.subTest(malformed), self.assertRaises(ClientError) as caught:
+                self.raw_lam.get_layer_version_by_arn(Arn=malformed)
+            self.assertIn("'arn'", self.assertApiError(caught, "InvalidParameterValueException", 400))

@@ -1,13 +1,13 @@
 """A function's settings beside its configuration: reserved concurrency, asynchronous invocation (retries,
-event age, destinations) and its function URL. Each is the console's own setting, validated by the
+event age, destinations) and its function URLs. Each is the console's own setting, validated by the
 console's own form: ConfigurationForm, EventInvokeConfigForm and HttpEndpointForm."""
 
 from django.db import IntegrityError, transaction
 
-from console.lambda_api.api import get_function, no_content, operation, read_json, respond
+from console.lambda_api.api import get_function, next_marker, no_content, operation, paging, read_json, respond
 from console.lambda_api.errors import conflict, invalid, not_found
 from functions.forms import ConfigurationForm
-from functions.models import EVENT_AGE_MAX, LATEST, RETRY_ATTEMPTS_MAX, Trigger
+from functions.models import LATEST, EventInvokeConfig, Trigger
 from invocations.forms import EventInvokeConfigForm, HttpEndpointForm, qualifier_choices
 from invocations.triggers import endpoint_url
 
@@ -17,6 +17,27 @@ def form_error(form, names):
     own message."""
     field, errors = next(iter(form.errors.items()))
     return invalid(f"{names.get(field, field)}: {' '.join(errors)}")
+
+
+def _whole_function(request, function_name):
+    """The function a List operation lists the settings of: named without a version or alias."""
+    function, qualifier = get_function(request, function_name)
+    if qualifier:
+        raise invalid("Name the function without a version or alias: the list holds the settings of each.")
+    return function
+
+
+def _page(request, items, key, maximum=50):
+    """Return (page, NextMarker or None): the `items` (a queryset) after the request's Marker in the order of
+    their string field `key`, at most MaxItems of them. These lists page at most 50 (the service model's
+    MaxItems and MaxFunctionEventInvokeConfigListItems)."""
+    after, max_items = paging(request, default=maximum, maximum=maximum)
+    if after is not None and not isinstance(after, str):
+        raise invalid("Invalid Marker: pass the NextMarker of the previous page.")
+    if after is not None:
+        items = items.filter(**{f"{key}__gt": after})
+    page = list(items.order_by(key)[:max_items + 1])
+    return page[:max_items], next_marker(page, max_items, key=lambda item: getattr(item, key))
 
 
 # Reserved concurrency ---------------------------------------------------------------------------------------
@@ -96,6 +117,32 @@ def _default(value, default):
     return default if value is None else value
 
 
+def _event_invoke_form(function, choice, data, current):
+    """EventInvokeConfigForm bound with the API's parameters; what `data` leaves out is `current`'s."""
+    destinations = data.get("DestinationConfig")
+    if destinations is not None and not isinstance(destinations, dict):
+        raise invalid("DestinationConfig must be an object.")
+    return EventInvokeConfigForm({
+        "qualifier": choice,
+        "maximum_retry_attempts": _default(data.get("MaximumRetryAttempts"), current.maximum_retry_attempts),
+        "maximum_event_age_seconds": _default(data.get("MaximumEventAgeInSeconds"),
+                                              current.maximum_event_age_seconds),
+        # DestinationConfig is one parameter: when sent, it sets both destinations (an outcome it leaves out
+        # has none), as Lambda's UpdateFunctionEventInvokeConfig does.
+        "on_success": current.on_success if destinations is None else _destination(destinations, "OnSuccess"),
+        "on_failure": current.on_failure if destinations is None else _destination(destinations, "OnFailure"),
+    }, function=function)
+
+
+def _existing_config(function, qualifier):
+    """The function's EventInvokeConfig for `qualifier`; ResourceNotFoundException when it has none."""
+    choice = _qualifier_choice(function, qualifier)
+    config = function.event_invoke_configs.filter(qualifier=choice or LATEST).first()
+    if config is None:
+        raise not_found(f"The function {function.arn}:{choice or LATEST} doesn't have an EventInvokeConfig")
+    return config
+
+
 def _event_invoke_config(function, config):
     return {
         "LastModified": config.updated_at.timestamp(),
@@ -114,17 +161,8 @@ def put_function_event_invoke_config(request, function_name):
     data = read_json(request)
     with transaction.atomic():
         function, qualifier = get_function(request, function_name, request.GET.get("Qualifier"), for_update=True)
-        destinations = data.get("DestinationConfig")
-        if destinations is not None and not isinstance(destinations, dict):
-            raise invalid("DestinationConfig must be an object.")
-        # Put replaces the whole configuration: what it leaves out takes Lambda's default.
-        form = EventInvokeConfigForm({
-            "qualifier": _qualifier_choice(function, qualifier),
-            "maximum_retry_attempts": _default(data.get("MaximumRetryAttempts"), RETRY_ATTEMPTS_MAX),
-            "maximum_event_age_seconds": _default(data.get("MaximumEventAgeInSeconds"), EVENT_AGE_MAX),
-            "on_success": _destination(destinations, "OnSuccess"),
-            "on_failure": _destination(destinations, "OnFailure"),
-        }, function=function)
+        # Put replaces the whole configuration: what it leaves out takes Lambda's default (the model's).
+        form = _event_invoke_form(function, _qualifier_choice(function, qualifier), data, EventInvokeConfig())
         if not form.is_valid():
             raise form_error(form, EVENT_INVOKE_FIELDS)
         config = form.save()
@@ -134,11 +172,43 @@ def put_function_event_invoke_config(request, function_name):
 @operation("GetFunctionEventInvokeConfig")
 def get_function_event_invoke_config(request, function_name):
     function, qualifier = get_function(request, function_name, request.GET.get("Qualifier"))
-    choice = _qualifier_choice(function, qualifier)
-    config = function.event_invoke_configs.filter(qualifier=choice or LATEST).first()
-    if config is None:
-        raise not_found(f"The function {function.arn}:{choice or LATEST} doesn't have an EventInvokeConfig")
+    return respond(_event_invoke_config(function, _existing_config(function, qualifier)))
+
+
+@operation("UpdateFunctionEventInvokeConfig")
+def update_function_event_invoke_config(request, function_name):
+    data = read_json(request)
+    if all(data.get(name) is None for name in
+           ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")):
+        raise invalid("You must specify at least one of error handling or destination setting.")
+    with transaction.atomic():
+        function, qualifier = get_function(request, function_name, request.GET.get("Qualifier"), for_update=True)
+        config = _existing_config(function, qualifier)
+        # Unlike Put, only what is sent changes.
+        form = _event_invoke_form(function, _qualifier_choice(function, qualifier), data, config)
+        if not form.is_valid():
+            raise form_error(form, EVENT_INVOKE_FIELDS)
+        config = form.save()
     return respond(_event_invoke_config(function, config))
+
+
+@operation("DeleteFunctionEventInvokeConfig")
+def delete_function_event_invoke_config(request, function_name):
+    with transaction.atomic():
+        function, qualifier = get_function(request, function_name, request.GET.get("Qualifier"), for_update=True)
+        # Its invocations take Lambda's defaults again (functions.models.event_invoke_config).
+        _existing_config(function, qualifier).delete()
+    return no_content()
+
+
+@operation("ListFunctionEventInvokeConfigs")
+def list_function_event_invoke_configs(request, function_name):
+    function = _whole_function(request, function_name)
+    page, marker = _page(request, function.event_invoke_configs.all(), "qualifier")
+    body = {"FunctionEventInvokeConfigs": [_event_invoke_config(function, config) for config in page]}
+    if marker:
+        body["NextMarker"] = marker
+    return respond(body)
 
 
 # Function URLs: the console's HTTP endpoints ---------------------------------------------------------------
@@ -178,15 +248,28 @@ def _auth_type(value):
                   "Member must satisfy enum value set: [NONE, AWS_IAM]")
 
 
-def _endpoint_data(alias, data):
-    """HttpEndpointForm's data for CreateFunctionUrlConfig's parameters."""
+def _buffered(data):
     if data.get("InvokeMode") not in (None, "BUFFERED"):
         raise invalid(f"InvokeMode {data['InvokeMode']} is not supported: function URLs here answer with the "
                       "whole response (BUFFERED).")
-    cors = data.get("Cors") or {}
+
+
+def _endpoint_data(alias, data):
+    """HttpEndpointForm's data for CreateFunctionUrlConfig's parameters."""
+    _buffered(data)
+    return {"qualifier": alias, "auth_type": _auth_type(data.get("AuthType")), **_cors_data(data.get("Cors") or {})}
+
+
+# HttpEndpointForm's CORS fields when a Cors parameter sets none of them.
+NO_CORS = {"allow_origins": "", "allow_methods": "", "allow_headers": "", "expose_headers": "", "max_age": None,
+           "allow_credentials": False}
+
+
+def _cors_data(cors):
+    """HttpEndpointForm's CORS fields for a Cors parameter."""
     if not isinstance(cors, dict):
         raise invalid("Cors must be an object.")
-    form_data = {"qualifier": alias, "auth_type": _auth_type(data.get("AuthType"))}
+    form_data = dict(NO_CORS)
     for key, field in CORS_LISTS.items():
         values = cors.get(key) or []
         if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
@@ -213,8 +296,7 @@ def _url_config(request, function, trigger):
         # A console endpoint with a secret key is not public: AWS_IAM is the model's only such value.
         "AuthType": "AWS_IAM" if trigger.config.get("auth_type") == Trigger.Auth.KEY else "NONE",
         "CreationTime": _timestamp(trigger.created_at),
-        # Triggers keep no modification time; their settings change only through the console's form.
-        "LastModifiedTime": _timestamp(trigger.created_at),
+        "LastModifiedTime": _timestamp(trigger.updated_at),
         "InvokeMode": "BUFFERED",
     }
     cors = trigger.config.get("cors")
@@ -253,11 +335,57 @@ def create_function_url_config(request, function_name):
     return respond(response, status=201)
 
 
+def _endpoint(function, qualifier):
+    """The function's (or its alias's) HTTP endpoint; ResourceNotFoundException when it has none."""
+    trigger = function.triggers.filter(kind=Trigger.Kind.HTTP, qualifier=_url_alias(function, qualifier)).first()
+    if trigger is None:
+        raise not_found("The resource you requested does not exist.")
+    return trigger
+
+
 @operation("GetFunctionUrlConfig")
 def get_function_url_config(request, function_name):
     function, qualifier = get_function(request, function_name, request.GET.get("Qualifier"))
-    alias = _url_alias(function, qualifier)
-    trigger = function.triggers.filter(kind=Trigger.Kind.HTTP, qualifier=alias).first()
-    if trigger is None:
-        raise not_found("The resource you requested does not exist.")
+    return respond(_url_config(request, function, _endpoint(function, qualifier)))
+
+
+@operation("UpdateFunctionUrlConfig")
+def update_function_url_config(request, function_name):
+    data = read_json(request)
+    _buffered(data)
+    with transaction.atomic():
+        function, qualifier = get_function(request, function_name, request.GET.get("Qualifier"), for_update=True)
+        trigger = _endpoint(function, qualifier)
+        # Only what is sent changes: the form starts from the endpoint's settings, as the console's page shows
+        # them; a Cors sent replaces the whole of it.
+        form_data = dict(HttpEndpointForm(function=function, trigger=trigger).initial)
+        auth_type = data.get("AuthType")
+        # AWS_IAM is how a secret-key endpoint shows (_url_config): sent back as it was read, it keeps its key.
+        if auth_type is not None and not (auth_type == "AWS_IAM" and form_data["auth_type"] == Trigger.Auth.KEY):
+            form_data["auth_type"] = _auth_type(auth_type)
+        if data.get("Cors") is not None:
+            form_data.update(_cors_data(data["Cors"]))
+        form = HttpEndpointForm(form_data, function=function, trigger=trigger)
+        if not form.is_valid():
+            raise form_error(form, URL_FIELDS)
+        trigger, _ = form.save()
     return respond(_url_config(request, function, trigger))
+
+
+@operation("DeleteFunctionUrlConfig")
+def delete_function_url_config(request, function_name):
+    with transaction.atomic():
+        function, qualifier = get_function(request, function_name, request.GET.get("Qualifier"), for_update=True)
+        _endpoint(function, qualifier).delete()  # its invocations stay, without it (as the console's delete)
+    return no_content()
+
+
+@operation("ListFunctionUrlConfigs")
+def list_function_url_configs(request, function_name):
+    function = _whole_function(request, function_name)
+    # The function's own URL lists first (its qualifier is ""), then each alias's by name.
+    page, marker = _page(request, function.triggers.filter(kind=Trigger.Kind.HTTP), "qualifier")
+    body = {"FunctionUrlConfigs": [_url_config(request, function, trigger) for trigger in page]}
+    if marker:
+        body["NextMarker"] = marker
+    return respond(body)

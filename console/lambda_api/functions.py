@@ -16,6 +16,7 @@ from console.lambda_api import api, shapes
 from console.lambda_api.api import form_invalid, next_marker, operation, paging, read_json, respond
 from console.lambda_api.errors import ApiError, conflict, invalid, not_found
 from console.lambda_api.code import code_location
+from console.lambda_api.tags import check_tags
 from console.middleware import too_large_message
 from functions.forms import (
     CodeForm,
@@ -44,7 +45,8 @@ def create_function(request):
     body = read_json(request)
     _check_types(body, {"FunctionName": str, "Role": str, "Runtime": str, "Handler": str, "Description": str,
                         "Timeout": int, "MemorySize": int, "Publish": bool, "Code": dict, "Environment": dict,
-                        "EphemeralStorage": dict, "Layers": list, "PackageType": str, "Architectures": list})
+                        "EphemeralStorage": dict, "Layers": list, "PackageType": str, "Architectures": list,
+                        "Tags": dict})
     _check_supported(body, body.get("Code") or {})
     role = _role(body.get("Role"))
     name = _name_to_create(request, body.get("FunctionName"))
@@ -59,11 +61,12 @@ def create_function(request):
     _raise_form_errors(form)
     variables = _variables(body) if "Environment" in body else {}
     layer_ids = _layer_ids(request, body["Layers"] or []) if "Layers" in body else None
+    tags = check_tags(body.get("Tags") or {})
     try:
         with transaction.atomic():
             function = form.save()
-            function.role = role
-            function.save(update_fields=["role"])
+            function.role, function.tags = role, tags
+            function.save(update_fields=["role", "tags"])
             if variables:
                 function.set_environment(variables)
             if layer_ids:
@@ -83,7 +86,7 @@ def get_function(request, function_name):
         "Configuration": configuration,
         # A signed link to the ZIP that lasts 10 minutes, as AWS's presigned S3 URL does.
         "Code": {"RepositoryType": "S3", "Location": code_location(request, code)},
-        "Tags": {},
+        "Tags": function.tags,
     }
     if function.reserved_concurrency is not None:
         shape["Concurrency"] = {"ReservedConcurrentExecutions": function.reserved_concurrency}

@@ -1,4 +1,5 @@
-"""Layers: PublishLayerVersion, GetLayerVersion, ListLayers, ListLayerVersions, DeleteLayerVersion."""
+"""Layers: PublishLayerVersion, GetLayerVersion, GetLayerVersionByArn, ListLayers, ListLayerVersions,
+DeleteLayerVersion."""
 
 import base64
 import binascii
@@ -27,6 +28,10 @@ from functions.models import Layer, LayerVersion, account_id
 # LayerName as the API takes it: a name or a layer ARN (without a version).
 LAYER_NAME = re.compile(
     r"^(?:arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):layer:)?(?P<name>[A-Za-z0-9_-]{1,140})$"
+)
+# GetLayerVersionByArn's Arn: a layer version's ARN.
+LAYER_VERSION_ARN = re.compile(
+    r"^(?P<layer>arn:aws[a-zA-Z-]*:lambda:[a-z0-9-]+:\d{12}:layer:[A-Za-z0-9_-]{1,140}):(?P<number>\d{1,9})$"
 )
 # ListLayers and ListLayerVersions page at most 50 (the service model's MaxLayerListItems).
 LAYER_PAGE_MAX = 50
@@ -122,6 +127,19 @@ def publish_layer_version(request, layer_name):
 @operation("GetLayerVersion")
 def get_layer_version(request, layer_name, version_number):
     return respond(version_shape(request, _layer_version(request, layer_name, version_number)))
+
+
+@operation("GetLayerVersionByArn")
+def get_layer_version_by_arn(request):
+    arn = request.GET.get("Arn") or ""
+    match = LAYER_VERSION_ARN.match(arn)
+    if not match:
+        raise invalid(f"1 validation error detected: Value '{arn}' at 'arn' failed to satisfy constraint: Member "
+                      "must satisfy regular expression pattern: "
+                      "arn:(aws[a-zA-Z-]*)?:lambda:[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\\d{1}:\\d{12}:layer:"
+                      "[a-zA-Z0-9-_]+:[0-9]+")
+    # The layer's ARN is a LayerName too: another account's or region's layer is not found.
+    return respond(version_shape(request, _layer_version(request, match["layer"], int(match["number"]))))
 
 
 @operation("DeleteLayerVersion")
