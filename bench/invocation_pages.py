@@ -1,14 +1,15 @@
-"""The invocation list with many rows: page time of each query the page makes, in-process.
+"""The invocation list, the dashboard and the metrics pages with many rows: page times, in-process.
 
     .venv/bin/python bench/invocation_pages.py [--rows 1000000] [--repeats 7] [--keep]
 
 Seeds a throwaway SQLite database (.run/bench-pages/db.sqlite3, migrated fresh) with `--rows` invocation
 rows over 4 functions of one user (a second user's function holds a tenth of them), with a realistic mix:
 90 % succeeded, 7 % failed, 2 % timed out, 1 % throttled; 5 % cold; sources console, http, schedule and
-queue; a short log of three lines of which 1 in 1000 mentions "needle". Then it times GET /invocations/…
-(and the live tail's JSON and one detail page) through Django's test client (URL routing, the view, the
+queue; a short log of three lines of which 1 in 1000 mentions "needle"; and their per-minute rollups
+(rebuild_rollups). Then it times GET /invocations/… (and the live tail's JSON and one detail page), the
+dashboard and the metrics and costs pages through Django's test client (URL routing, the view, the
 queries, the template), each case `--repeats` times after one warm-up, and prints p50, the slowest run
-and the query plan of each case's main query.
+and the query plan of each case's last query on the invocation rows (the rollup pages make none).
 No Redis or worker is needed. No assertions: this prints a table.
 """
 
@@ -38,10 +39,12 @@ from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, transaction  # noqa: E402
 from django.test import Client  # noqa: E402
+from django.test import override_settings  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from functions.models import CodeArtifact, Function  # noqa: E402
+from invocations.metrics.rollups import rebuild  # noqa: E402
 from invocations.models import Invocation  # noqa: E402
 
 BATCH = 20000
@@ -86,6 +89,11 @@ def seed(rows):
         made += len(batch)
         print(f"\rseeded {made:,} rows", end="", flush=True)
     print()
+    began = time.perf_counter()
+    # As the workers would have kept them; with retention off, every minute is rebuilt from the rows.
+    with override_settings(INVOCATION_RETENTION_DAYS=0):
+        written = rebuild()
+    print(f"rebuilt {written:,} minute rollups in {time.perf_counter() - began:.0f} s")
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE")
 
@@ -116,13 +124,22 @@ def cases():
         ("live tail, first poll (latest 20)", {}, tail),
         ("live tail, poll after a cursor (5 new)", {"after": f"{last.finished_at.isoformat()}_{last.id.hex}"}, tail),
         ("invocation detail", {}, deep.get_absolute_url()),
+        ("dashboard, 24 h", {}, "/"),
+        ("dashboard, 30 d", {"window": "30d"}, "/"),
+        ("metrics, all functions, 24 h", {"window": "24h"}, "/metrics/"),
+        ("metrics, all functions, 30 d", {"window": "30d"}, "/metrics/"),
+        ("metrics, one function, 30 d", {"window": "30d"}, "/metrics/functions/fn0/"),
+        ("costs, this month", {}, "/metrics/costs/"),
     ]
 
 
 def plan(client, path, query):
     with CaptureQueriesContext(connection) as captured:
         client.get(path, query)
-    sql = [q["sql"] for q in captured.captured_queries if 'FROM "invocations_invocation"' in q["sql"]][-1]
+    sql = [q["sql"] for q in captured.captured_queries if 'FROM "invocations_invocation"' in q["sql"]]
+    if not sql:
+        return "no query on invocation rows"
+    sql = sql[-1]
     with connection.cursor() as cursor:
         cursor.execute("EXPLAIN QUERY PLAN " + sql)
         return "; ".join(row[-1] for row in cursor.fetchall())
@@ -138,10 +155,12 @@ def main():
         began = time.perf_counter()
         seed(args.rows)
         print(f"seeding took {time.perf_counter() - began:.0f} s")
+    else:
+        call_command("migrate", verbosity=0)  # a database kept from before newer migrations
     rows = Invocation.objects.count()
     client = Client(HTTP_HOST="localhost")  # one of ALLOWED_HOSTS by default
     client.force_login(User.objects.get(username="alice"))
-    print(f"\n{rows:,} rows; GET /invocations/?… through the test client, {args.repeats} runs after a warm-up\n")
+    print(f"\n{rows:,} rows; GETs through the test client, {args.repeats} runs after a warm-up\n")
     print(f"{'case':45} {'p50 ms':>9} {'max ms':>9}  plan")
     for name, query, *path in cases():
         path = path[0] if path else "/invocations/"

@@ -6,7 +6,9 @@ from datetime import timezone as dt_timezone
 from decimal import Decimal
 
 from django.conf import settings
-from django.db.models import Max, OuterRef, Subquery, Sum
+from django.db import connection
+from django.db.models import IntegerField, Max, OuterRef, Subquery, Sum
+from django.db.models.expressions import RawSQL
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
@@ -21,6 +23,21 @@ WINDOWS = {"1h": (60, 1), "24h": (1440, 30), "7d": (10080, 180), "30d": (43200, 
 PERCENTILES = (50, 90, 99)
 SUMMED = ("invocations", "errors", "throttles", "cold_starts", "cost_sum_units", "duration_sum_cms", "event_age_count",
           "event_age_sum_ms")
+
+
+def step_index(model, start, step):
+    """An SQL expression for the chart step (0, 1, …) of a rollup row: whole minutes since `start`, divided
+    by `step` minutes. Grouped by in SQL, a 30-day window returns 30 rows instead of 43,200 minutes (and,
+    for the histograms, instead of ~20 buckets a minute): Django's TruncHour and __date are Python
+    functions row by row under SQLite, these are the database's own date arithmetic."""
+    column = f"{connection.ops.quote_name(model._meta.db_table)}.{connection.ops.quote_name('minute')}"
+    if connection.vendor == "sqlite":
+        # Minutes are whole, so rounding the day fraction (a float) gives them exactly.
+        sql = f"CAST(ROUND((julianday({column}) - julianday(%s)) * 1440) AS INTEGER) / {int(step)}"
+        start = connection.ops.adapt_datetimefield_value(start)
+    else:
+        sql = f"CAST(FLOOR(ROUND(EXTRACT(EPOCH FROM ({column} - %s)) / 60) / {int(step)}) AS INTEGER)"
+    return RawSQL(sql, [start], output_field=IntegerField())
 
 
 def _get_function_for_user(request, name):
@@ -48,22 +65,25 @@ def metrics(request, name=None):
     def step_of(minute):
         return int((minute - start).total_seconds() // 60) // step
 
-    # Served from rollups only: at most one row per minute of the window, and one per histogram bucket.
+    # Served from rollups only, grouped by step in the database: a row per function and step, and one per
+    # step and histogram bucket.
     counts = {key: [0] * steps for key in SUMMED}
     peaks = {"peak_concurrency": [0] * steps, "event_age_max_ms": [0] * steps}
-    # Across functions, a minute's peak concurrency is the sum of theirs (each function's busiest moment
-    # need not be the same instant: an upper bound); the event age's maximum is the oldest of theirs.
-    rows = MinuteRollup.objects.filter(**scope).values("minute").annotate(
-        **{k: Sum(k) for k in SUMMED}, peak_concurrency=Sum("peak_concurrency"), event_age_max_ms=Max("event_age_max_ms"))
+    # Across functions, a step's peak concurrency is the sum of each function's peak in it (their busiest
+    # moments need not be the same instant: an upper bound); the event age's maximum is the oldest of theirs.
+    rows = (MinuteRollup.objects.filter(**scope).annotate(step=step_index(MinuteRollup, start, step))
+            .values("step", "function_id").annotate(**{k: Sum(k) for k in SUMMED}, peak_concurrency=Max("peak_concurrency"),
+                                                    event_age_max_ms=Max("event_age_max_ms")))
     for row in rows:
-        s = step_of(row["minute"])
+        s = row["step"]
         for key in SUMMED:
             counts[key][s] += row[key]
-        for key, values in peaks.items():
-            values[s] = max(values[s], row[key])
+        peaks["peak_concurrency"][s] += row["peak_concurrency"]
+        peaks["event_age_max_ms"][s] = max(peaks["event_age_max_ms"][s], row["event_age_max_ms"])
     histograms = defaultdict(lambda: defaultdict(int))  # (cold, step or None) → {bucket: count}
-    for row in DurationBucket.objects.filter(**scope).values("minute", "cold", "bucket").annotate(n=Sum("count")):
-        histograms[(row["cold"], step_of(row["minute"]))][row["bucket"]] += row["n"]
+    for row in (DurationBucket.objects.filter(**scope).annotate(step=step_index(DurationBucket, start, step))
+                .values("step", "cold", "bucket").annotate(n=Sum("count"))):
+        histograms[(row["cold"], row["step"])][row["bucket"]] += row["n"]
         histograms[(row["cold"], None)][row["bucket"]] += row["n"]
 
     duration_series, summary = [], []
@@ -139,12 +159,15 @@ def _month(request):
 
 
 def _cost_rows(request, first, after):
-    """Per function and per UTC day: billed requests, MB-ms and billed ms, from the rollups."""
-    return (MinuteRollup.objects.filter(function__owner=request.user, minute__gte=first, minute__lt=after)
-            .values("function_id", "function__name", "function__memory_size", "minute__date")
+    """Per function and per UTC day: billed requests, MB-ms and billed ms, from the rollups. Each row's
+    "day" is a date."""
+    rows = (MinuteRollup.objects.filter(function__owner=request.user, minute__gte=first, minute__lt=after)
+            .annotate(day_index=step_index(MinuteRollup, first, 1440))
+            .values("function_id", "function__name", "function__memory_size", "day_index")
             .annotate(requests=Sum("billed_requests"), mb_ms=Sum("mb_ms_sum"), billed_ms=Sum("billed_ms_sum"),
                       max_used=Max("max_memory_used_mb"))
-            .order_by("function__name", "minute__date"))
+            .order_by("function__name", "day_index"))
+    return [{**row, "day": (first + timedelta(days=row["day_index"])).date()} for row in rows]
 
 
 def cost_report(request):
@@ -159,8 +182,8 @@ def cost_report(request):
         f["mb_ms"] += row["mb_ms"]
         f["billed_ms"] += row["billed_ms"]
         f["max_used"] = max(f["max_used"], row["max_used"] or 0)
-        days[row["minute__date"]][0] += row["requests"]
-        days[row["minute__date"]][1] += row["mb_ms"]
+        days[row["day"]][0] += row["requests"]
+        days[row["day"]][1] += row["mb_ms"]
     per_function = []
     for f in functions.values():
         line = {"name": f["name"], **costs.charges(f["requests"], f["mb_ms"])}
@@ -197,6 +220,6 @@ def _csv(first, after, request):
                      "total_usd"])
     for row in _cost_rows(request, first, after):
         c = costs.charges(row["requests"], row["mb_ms"])
-        writer.writerow([row["minute__date"].isoformat(), row["function__name"], c["requests"],
+        writer.writerow([row["day"].isoformat(), row["function__name"], c["requests"],
                          *(format(c[k], "f") for k in ("gb_seconds", "request_charge", "compute_charge", "total"))])
     return response
