@@ -122,7 +122,8 @@ def get_function(request, value, qualifier=None, for_update=False):
     qualifier = qualifier or arn_qualifier
     functions = Function.objects.select_related("code", "owner")
     if for_update:
-        functions = functions.select_for_update()
+        # Only the function's row (on PostgreSQL, select_related would lock the owner and the code too).
+        functions = functions.select_for_update(of=("self",))
     try:
         function = functions.get(owner=request.user, name=name)
     except Function.DoesNotExist:

@@ -3,11 +3,15 @@ message in the body's `message` (or `Message`, for the shapes the service model 
 
 import json
 
+from botocore.loaders import Loader
 from django.http import HttpResponse
 
-# The error shapes whose message member the service model capitalizes.
-CAPITALIZED = {"ResourceNotFoundException", "ServiceException", "ResourceNotReadyException",
-               "InvalidRuntimeException", "InvalidZipFileException"}
+# The error shapes whose message member the service model capitalizes (botocore reads either, but the
+# model is the reference).
+CAPITALIZED = frozenset(
+    name for name, shape in Loader().load_service_model("lambda", "service-2")["shapes"].items()
+    if shape.get("exception") and "Message" in shape.get("members", {})
+)
 
 
 class ApiError(Exception):

@@ -79,7 +79,7 @@ def _get_mapping(request, mapping_id, for_update=False):
     for pk in _mappings(request.user).values_list("pk", flat=True):
         if mapping_uuid(pk) == mapping_id.lower():
             triggers = _mappings(request.user)
-            return (triggers.select_for_update() if for_update else triggers).get(pk=pk)
+            return (triggers.select_for_update(of=("self",)) if for_update else triggers).get(pk=pk)
     raise not_found("The resource you requested does not exist.")
 
 

@@ -55,7 +55,7 @@ def _layer_name(request, value):
 def _layer_version(request, layer_name, version_number, for_update=False):
     versions = LayerVersion.objects.select_related("layer__owner", "code")
     if for_update:
-        versions = versions.select_for_update()
+        versions = versions.select_for_update(of=("self",))
     try:
         return versions.get(layer__owner=request.user, layer__name=_layer_name(request, layer_name),
                             number=version_number)
@@ -146,7 +146,7 @@ def get_layer_version_by_arn(request):
 def delete_layer_version(request, layer_name, version_number):
     name = _layer_name(request, layer_name)
     with transaction.atomic():
-        version = (LayerVersion.objects.select_for_update().select_related("layer__owner")
+        version = (LayerVersion.objects.select_for_update(of=("self",)).select_related("layer__owner")
                    .filter(layer__owner=request.user, layer__name=name, number=version_number).first())
         if version is None:
             # Lambda answers 204 for a version that is not there (the model lists no not-found error).

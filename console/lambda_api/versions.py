@@ -170,7 +170,7 @@ def create_alias(request, function_name):
 def _get_alias(function, name, for_update=False):
     aliases = function.aliases.select_related("version", "additional_version")
     if for_update:
-        aliases = aliases.select_for_update()
+        aliases = aliases.select_for_update(of=("self",))
     try:
         return aliases.get(name=name)
     except Alias.DoesNotExist:
