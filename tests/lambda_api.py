@@ -4,6 +4,7 @@ real gunicorn server (which serves the test database, so rows must be committed:
 import boto3
 import pytest
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.test import TransactionTestCase
 
@@ -35,6 +36,10 @@ class ApiTestCase(World, TransactionTestCase):
         self.lam = lambda_client(self.base_url, self.key.access_key_id, self.secret)
         self.bob_lam = lambda_client(self.base_url, self.bob_key.access_key_id, self.bob_secret)
 
+    def unvalidated(self):
+        """Alice's client without botocore's own parameter checks: the server's must hold by themselves."""
+        return lambda_client(self.base_url, self.key.access_key_id, self.secret, parameter_validation=False)
+
     def assertApiError(self, context, code, status):
         """`context` is assertRaises(ClientError)'s: the error botocore parsed."""
         error = context.exception.response
@@ -43,3 +48,16 @@ class ApiTestCase(World, TransactionTestCase):
         self.assertTrue(error["Error"]["Message"], error)
         self.assertTrue(error["ResponseMetadata"]["RequestId"], error)
         return error["Error"]["Message"]
+
+    def assertError(self, call, code, status, *words):
+        """`call()` fails with the API error `code` and `status`, its message holding each of `words`; return
+        the message."""
+        with self.assertRaises(ClientError) as caught:
+            call()
+        message = self.assertApiError(caught, code, status)
+        for word in words:
+            self.assertIn(word, message)
+        return message
+
+    def assertInvalid(self, call, *words, code="InvalidParameterValueException", status=400):
+        return self.assertError(call, code, status, *words)

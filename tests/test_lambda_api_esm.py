@@ -6,7 +6,6 @@ import json
 import uuid
 
 import pytest
-from botocore.exceptions import ClientError
 from django.urls import reverse
 from django.utils import timezone
 
@@ -17,7 +16,7 @@ from invocations.queues.models import Queue
 from invocations.tables.forms import TableForm
 from invocations.tables.models import StreamCursor
 from tests.base import handler_zip
-from tests.lambda_api import ApiTestCase, lambda_client
+from tests.lambda_api import ApiTestCase
 from tests.processes import wait_for
 
 ECHO = "def handler(event, context):\n    return event\n"
@@ -36,23 +35,8 @@ class MappingTestCase(ApiTestCase):
         assert form.is_valid(), form.errors.as_text()
         return form.save()
 
-    def unvalidated(self):
-        """Alice's client without botocore's client-side checks, so that the server's are tested."""
-        return lambda_client(self.base_url, self.key.access_key_id, self.secret, parameter_validation=False)
-
     def function_page(self, function=None):
         return self.client.get((function or self.fn).get_absolute_url()).content.decode()
-
-    def assertError(self, call, code, status, *words):
-        with self.assertRaises(ClientError) as caught:
-            call()
-        message = self.assertApiError(caught, code, status)
-        for word in words:
-            self.assertIn(word, message)
-        return message
-
-    def assertInvalid(self, call, *words):
-        return self.assertError(call, "InvalidParameterValueException", 400, *words)
 
     def assertNotFound(self, call):
         return self.assertError(call, "ResourceNotFoundException", 404)

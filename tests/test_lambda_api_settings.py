@@ -15,7 +15,7 @@ from invocations.forms import EventInvokeConfigForm, HttpEndpointForm
 from invocations.models import Invocation
 from invocations.queues.models import Queue
 from tests.base import handler_zip
-from tests.lambda_api import ApiTestCase, lambda_client
+from tests.lambda_api import ApiTestCase
 
 ECHO = """
 import json
@@ -37,18 +37,6 @@ class SettingsTestCase(ApiTestCase):
         super().setUp()
         self.fn = self.create_function(handler_zip(ECHO), name="hello")
         self.client.force_login(self.alice)
-
-    def unvalidated(self):
-        """Alice's client without botocore's client-side checks, so that the server's are tested."""
-        return lambda_client(self.base_url, self.key.access_key_id, self.secret, parameter_validation=False)
-
-    def assertInvalid(self, call, *words):
-        with self.assertRaises(ClientError) as caught:
-            call()
-        message = self.assertApiError(caught, "InvalidParameterValueException", 400)
-        for word in words:
-            self.assertIn(word, message)
-        return message
 
     def assertNotFound(self, call):
         with self.assertRaises(ClientError) as caught:

@@ -3,12 +3,11 @@ GetFunction's Tags), with the real boto3 against the real gunicorn; the function
 
 import base64
 
-from botocore.exceptions import ClientError
 
 from functions.forms import host_runtime
 from functions.models import Function
 from tests.base import handler_zip
-from tests.lambda_api import ApiTestCase, lambda_client
+from tests.lambda_api import ApiTestCase
 
 CODE = base64.b64encode(handler_zip("def handler(event, context):\n    return 1\n")).decode()
 ROLE = "arn:aws:iam::123456789012:role/deployer"
@@ -24,20 +23,6 @@ class TagTestCase(ApiTestCase):
         """The function page's Tags cell."""
         page = self.client.get((function or self.fn).get_absolute_url()).content.decode()
         return page.split('id="function-tags">', 1)[1].split("</td>", 1)[0]
-
-    def unvalidated(self):
-        return lambda_client(self.base_url, self.key.access_key_id, self.secret, parameter_validation=False)
-
-    def assertError(self, call, code, status, *words):
-        with self.assertRaises(ClientError) as caught:
-            call()
-        message = self.assertApiError(caught, code, status)
-        for word in words:
-            self.assertIn(word, message)
-        return message
-
-    def assertInvalid(self, call, *words):
-        return self.assertError(call, "InvalidParameterValueException", 400, *words)
 
 
 class TagTests(TagTestCase):
