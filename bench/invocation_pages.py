@@ -1,6 +1,6 @@
 """The invocation list, the dashboard and the metrics pages with many rows: page times, in-process.
 
-    .venv/bin/python bench/invocation_pages.py [--rows 1000000] [--repeats 7] [--keep]
+    .venv/bin/python bench/invocation_pages.py [--rows 1000000] [--repeats 7] [--keep] [--compact]
 
 Seeds a throwaway SQLite database (.run/bench-pages/db.sqlite3, migrated fresh) with `--rows` invocation
 rows over 4 functions of one user (a second user's function holds a tenth of them), with a realistic mix:
@@ -10,7 +10,9 @@ queue; a short log of three lines of which 1 in 1000 mentions "needle"; and thei
 dashboard and the metrics and costs pages through Django's test client (URL routing, the view, the
 queries, the template), each case `--repeats` times after one warm-up, and prints p50, the slowest run
 and the query plan of each case's last query on the invocation rows (the rollup pages make none).
-No Redis or worker is needed. No assertions: this prints a table.
+No Redis or worker is needed. No assertions: this prints a table. With --compact it first merges the
+rollups older than 48 hours into hour rows (compact_rollups, as the event-source runners do hourly; this
+changes a kept database for good).
 """
 
 import argparse
@@ -44,6 +46,8 @@ from django.test.utils import CaptureQueriesContext  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 from functions.models import CodeArtifact, Function  # noqa: E402
+from invocations.metrics.compaction import compact  # noqa: E402
+from invocations.metrics.models import DurationBucket, MinuteRollup  # noqa: E402
 from invocations.metrics.rollups import rebuild  # noqa: E402
 from invocations.models import Invocation  # noqa: E402
 
@@ -150,6 +154,7 @@ def main():
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="reuse a database seeded with --keep before")
+    parser.add_argument("--compact", action="store_true", help="merge rollups older than 48 h into hours first")
     args = parser.parse_args()
     if not (args.keep and (DATA / "db.sqlite3").exists()):
         began = time.perf_counter()
@@ -157,6 +162,13 @@ def main():
         print(f"seeding took {time.perf_counter() - began:.0f} s")
     else:
         call_command("migrate", verbosity=0)  # a database kept from before newer migrations
+    if args.compact:
+        began = time.perf_counter()
+        merged, _ = compact()
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
+        print(f"compacted {merged:,} function-hours in {time.perf_counter() - began:.1f} s "
+              f"({MinuteRollup.objects.count():,} rollup rows, {DurationBucket.objects.count():,} histogram rows left)")
     rows = Invocation.objects.count()
     client = Client(HTTP_HOST="localhost")  # one of ALLOWED_HOSTS by default
     client.force_login(User.objects.get(username="alice"))

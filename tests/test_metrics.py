@@ -548,3 +548,183 @@ class DeadLetterDepthTests(BaseTestCase):
         rollup(self.fn, AT, dead_letters=4)
         rebuild()
         self.assertEqual(MinuteRollup.objects.get(function=self.fn).dead_letters, 4)
+
+
+class CompactionTests(BaseTestCase):
+    """Old minute rollups merged into hour rows (invocations.metrics.compaction)."""
+
+    def setUp(self):
+        import random
+
+        super().setUp()
+        self.fn = self.create_function(HANDLER, name="weekly")
+        self.other = self.create_function(HANDLER, name="other")
+        rng = random.Random(11)
+        rollups, buckets = [], []
+        # Nine days of minutes at random gaps, up to the pages' frozen clock, for two functions.
+        for function in (self.fn, self.other):
+            minute = NOW - timedelta(days=9)
+            while minute <= NOW:
+                rollups.append(MinuteRollup(
+                    function=function, minute=minute, invocations=rng.randint(0, 50), errors=rng.randint(0, 5),
+                    timeouts=rng.randint(0, 2), throttles=rng.randint(0, 3), cold_starts=rng.randint(0, 4),
+                    billed_requests=rng.randint(0, 50), duration_sum_cms=rng.randint(0, 10**7),
+                    billed_ms_sum=rng.randint(0, 10**5), mb_ms_sum=rng.randint(0, 10**8),
+                    cost_sum_units=rng.randint(0, 10**9), max_memory_used_mb=rng.randint(0, 512),
+                    event_age_count=rng.randint(0, 9), event_age_sum_ms=rng.randint(0, 10**5),
+                    event_age_max_ms=rng.randint(0, 10**4), peak_concurrency=rng.randint(0, 20),
+                    dead_letters=rng.randint(0, 30) if rng.random() < 0.1 else None))
+                for _ in range(rng.randint(0, 4)):
+                    buckets.append((function, minute, rng.random() < 0.2, rng.randint(0, 160), rng.randint(1, 9)))
+                minute += timedelta(minutes=rng.randint(1, 13))
+        MinuteRollup.objects.bulk_create(rollups)
+        merged = {}
+        for function, minute, cold, bucket, count in buckets:
+            merged[(function.pk, minute, cold, bucket)] = merged.get((function.pk, minute, cold, bucket), 0) + count
+        DurationBucket.objects.bulk_create([DurationBucket(function_id=f, minute=m, cold=c, bucket=b, count=n)
+                                            for (f, m, c, b), n in merged.items()])
+        self.client.force_login(self.alice)
+
+    def rows(self):
+        return (sorted(MinuteRollup.objects.values_list()), sorted(DurationBucket.objects.values_list()))
+
+    @frozen
+    def pages(self):
+        keys = ("start", "totals", "total_cost", "cold_start_rate", "summary", "counts_chart", "duration_chart",
+                "cold_chart", "cost_chart", "concurrency_chart", "event_age_chart", "dead_letter_chart",
+                "peak_concurrency", "event_age_average", "event_age_maximum", "dead_letters_now")
+        seen = {}
+        for url in (reverse("metrics:overall"), reverse("metrics:function", args=["weekly"])):
+            for window in ("7d", "30d"):
+                response = self.client.get(url, {"window": window})
+                self.assertEqual(response.status_code, 200)
+                seen[(url, window)] = {key: response.context[key] for key in keys}
+        response = self.client.get(reverse("metrics:costs"), {"month": "2026-11"})
+        seen["costs"] = {key: response.context[key] for key in ("per_function", "per_day", "month_total")}
+        seen["csv"] = self.client.get(reverse("metrics:costs"), {"month": "2026-11", "format": "csv"}).content
+        return seen
+
+    def test_the_week_and_month_pages_and_the_cost_page_are_the_same_after_compaction(self):
+        from invocations.metrics.compaction import compact
+
+        before = self.pages()
+        self.assertGreater(before[(reverse("metrics:overall"), "7d")]["totals"]["invocations"], 0)
+        self.assertEqual(before[(reverse("metrics:overall"), "7d")]["start"],
+                         datetime(2026, 11, 13, 12, 0, tzinfo=dt_timezone.utc))  # on a 3-hour step's edge
+        rows_before = MinuteRollup.objects.count()
+        merged, done = compact(now=NOW)
+        self.assertTrue(done)
+        self.assertEqual(merged, 2 * 7 * 24)  # 9 days less the 48 hours kept, for two functions
+        self.assertLess(MinuteRollup.objects.count(), rows_before / 3)
+        self.assertEqual(self.pages(), before)
+
+    def test_each_old_hour_becomes_one_row_of_sums_maxima_and_the_last_gauge_value(self):
+        from invocations.metrics.compaction import compact
+        from invocations.metrics.rollups import COUNTERS, MAXIMA
+
+        hour = datetime(2026, 11, 15, 9, 0, tzinfo=dt_timezone.utc)
+        minutes = MinuteRollup.objects.filter(function=self.fn, minute__gte=hour, minute__lt=hour + timedelta(hours=1))
+        MinuteRollup.objects.filter(pk__in=minutes.order_by("-minute").values("pk")[:1]).update(dead_letters=None)
+        expected = {c: sum(r[c] for r in minutes.values(c)) for c in COUNTERS}
+        expected.update({m: max(r[m] for r in minutes.values(m)) for m in MAXIMA})
+        expected["dead_letters"] = minutes.filter(dead_letters__isnull=False).latest("minute").dead_letters
+        histogram = {}
+        in_hour = DurationBucket.objects.filter(function=self.fn, minute__gte=hour, minute__lt=hour + timedelta(hours=1))
+        for cold, bucket, count in in_hour.values_list("cold", "bucket", "count"):
+            histogram[(cold, bucket)] = histogram.get((cold, bucket), 0) + count
+        compact(now=NOW)
+        row = MinuteRollup.objects.get(function=self.fn, minute__gte=hour, minute__lt=hour + timedelta(hours=1))
+        self.assertEqual(row.minute, hour)
+        self.assertEqual({key: getattr(row, key) for key in expected}, expected)
+        self.assertEqual({(b.cold, b.bucket): b.count for b in DurationBucket.objects.filter(
+            function=self.fn, minute__gte=hour, minute__lt=hour + timedelta(hours=1))}, histogram)
+        self.assertEqual(set(DurationBucket.objects.filter(function=self.fn, minute__gte=hour,
+                                                           minute__lt=hour + timedelta(hours=1))
+                             .values_list("minute", flat=True)), {hour})
+
+    def test_an_hour_without_a_gauge_value_has_none(self):
+        from invocations.metrics.compaction import compact
+
+        hour = datetime(2026, 11, 14, 3, 0, tzinfo=dt_timezone.utc)
+        MinuteRollup.objects.filter(minute__gte=hour, minute__lt=hour + timedelta(hours=1)).update(dead_letters=None)
+        compact(now=NOW)
+        self.assertIsNone(MinuteRollup.objects.get(function=self.fn, minute=hour).dead_letters)
+
+    def test_the_last_48_hours_keep_their_minutes_and_older_hours_hold_one_row_each(self):
+        from invocations.metrics.compaction import compact
+
+        edge = datetime(2026, 11, 18, 12, 0, tzinfo=dt_timezone.utc)  # the hour of NOW − 48 h is kept whole
+        recent = (sorted(MinuteRollup.objects.filter(minute__gte=edge).values_list()),
+                  sorted(DurationBucket.objects.filter(minute__gte=edge).values_list()))
+        compact(now=NOW)
+        self.assertEqual((sorted(MinuteRollup.objects.filter(minute__gte=edge).values_list()),
+                          sorted(DurationBucket.objects.filter(minute__gte=edge).values_list())), recent)
+        old = list(MinuteRollup.objects.filter(minute__lt=edge).values_list("function_id", "minute"))
+        self.assertEqual(len(old), 2 * 7 * 24)
+        self.assertTrue(all(minute.minute == 0 for _, minute in old))
+        self.assertTrue(all(minute.minute == 0 for minute in
+                            DurationBucket.objects.filter(minute__lt=edge).values_list("minute", flat=True)))
+
+    def test_compaction_is_idempotent_and_merges_a_late_row_into_its_hour(self):
+        from invocations.metrics.compaction import compact
+
+        compact(now=NOW)
+        after = self.rows()
+        self.assertEqual(compact(now=NOW), (0, True))
+        self.assertEqual(self.rows(), after)
+        hour = datetime(2026, 11, 15, 9, 0, tzinfo=dt_timezone.utc)
+        invocations = MinuteRollup.objects.get(function=self.fn, minute=hour).invocations
+        slowest = DurationBucket.objects.filter(function=self.fn, minute=hour, cold=True, bucket=160).first()
+        rollup(self.fn, hour + timedelta(minutes=17), invocations=3)
+        DurationBucket.objects.create(function=self.fn, minute=hour + timedelta(minutes=17), cold=True, bucket=160,
+                                      count=2)
+        self.assertEqual(compact(now=NOW), (1, True))
+        self.assertEqual(MinuteRollup.objects.get(function=self.fn, minute__gte=hour,
+                                                  minute__lt=hour + timedelta(hours=1)).invocations, invocations + 3)
+        self.assertEqual(DurationBucket.objects.get(function=self.fn, minute__gte=hour,
+                                                    minute__lt=hour + timedelta(hours=1), cold=True, bucket=160).count,
+                         2 + (slowest.count if slowest else 0))
+
+    def test_a_rebuild_after_compaction_recomputes_from_the_first_whole_hour_after_the_horizon(self):
+        from invocations.metrics.compaction import compact
+
+        compact(now=NOW)
+        hour = datetime(2026, 11, 15, 12, 0, tzinfo=dt_timezone.utc)
+        Invocation.objects.create(function=self.fn, config={}, event="{}", memory_size_mb=128, status="SUCCEEDED",
+                                  duration_ms=Decimal("5"), billed_duration_ms=5,
+                                  finished_at=hour + timedelta(minutes=55))
+        kept = MinuteRollup.objects.get(function=self.fn, minute=hour).invocations
+        # Retention 5 days, 20 minutes past NOW: the horizon is 12:50 of the 15th, inside a compacted hour
+        # whose row holds minutes on both sides of it; recomputing 12:55 would count that minute twice.
+        with override_settings(INVOCATION_RETENTION_DAYS=5):
+            rebuild(now=NOW + timedelta(minutes=20))
+        self.assertEqual(MinuteRollup.objects.get(function=self.fn, minute=hour).invocations, kept)
+        self.assertFalse(MinuteRollup.objects.filter(function=self.fn, minute__gt=hour,
+                                                     minute__lt=hour + timedelta(hours=1)).exists())
+
+    def test_the_runner_that_takes_the_hourly_turn_compacts_and_the_other_does_not(self):
+        from invocations import queue
+        from invocations.management.commands.run_event_sources import Command as RunEventSources
+        from invocations.metrics import compaction
+
+        outputs = io.StringIO(), io.StringIO()
+        first, second = (RunEventSources(stdout=out) for out in outputs)
+        # The runner's clock is the real one: the seeded week is more than 48 hours before it.
+        first.compact_step(timezone.now())
+        second.compact_step(timezone.now())
+        self.assertRegex(outputs[0].getvalue(), r"compacted \d+ function-hours")
+        self.assertEqual(outputs[1].getvalue(), "")
+        while first.compacting:
+            first.compact_step(timezone.now())
+        self.assertIsNone(first.compacting)  # done: the next compaction waits for the next turn
+        old = MinuteRollup.objects.filter(minute__lt=compaction.cutoff()).values_list("minute", flat=True)
+        self.assertEqual({minute.minute for minute in old}, {0})
+        self.assertFalse(compaction.take_turn())
+        self.assertGreater(queue.connection().ttl(compaction._turn_key()), 3500)
+
+    def test_the_command_prints_how_many_function_hours_it_merged(self):
+        out = io.StringIO()
+        call_command("compact_rollups", stdout=out)
+        self.assertRegex(out.getvalue(), r"compacted \d+ function-hours")
+        call_command("compact_rollups", stdout=out)
+        self.assertIn("compacted 0 function-hours", out.getvalue())

@@ -216,11 +216,18 @@ def rebuild(function_ids=None, now=None):
 
     No row records the peak concurrency seen at completions or the dead-letter inbox's depth over time:
     those are kept from the rollups being replaced.
+
+    Old hours may have been compacted into one row at HH:00 (invocations.metrics.compaction), so the
+    recomputation starts at the first whole hour at or after the horizon: a compacted hour the horizon
+    falls in holds minutes on both sides of it, and is kept whole. The rows written are minute rows, old
+    hours included; the next compaction merges them into hours again.
     """
     from invocations.models import Invocation
     from invocations.retention import horizon
 
     since = horizon(now)
+    if since is not None and since.minute:
+        since = since.replace(minute=0) + timedelta(hours=1)
     rollups = defaultdict(lambda: dict.fromkeys(COUNTERS, 0))
     maxima = defaultdict(int)
     age_maxima = defaultdict(int)

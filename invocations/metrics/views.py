@@ -18,6 +18,7 @@ from invocations.metrics import charts, costs
 from invocations.metrics.models import DurationBucket, MinuteRollup, cost_of
 from invocations.metrics.rollups import percentile
 
+EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
 # Window → (minutes shown, minutes per step of the chart).
 WINDOWS = {"1h": (60, 1), "24h": (1440, 30), "7d": (10080, 180), "30d": (43200, 1440)}
 PERCENTILES = (50, 90, 99)
@@ -57,7 +58,12 @@ def metrics(request, name=None):
         raise Http404("unknown window")
     minutes, step = WINDOWS[window]
     start, end = window_bounds(minutes)
-    steps = minutes // step
+    if step % 60 == 0:
+        # Steps of whole hours start on UTC boundaries (3-hour steps at 00:00, 03:00 …; days at midnight), as
+        # CloudWatch aligns its periods: an hour compacted into one row at HH:00 (compaction.py) then falls
+        # in the step that held all of its minutes. The window reaches back to the start of its first step.
+        start = EPOCH + (start - EPOCH) // timedelta(minutes=step) * timedelta(minutes=step)
+    steps = -(-int((end - start) / timedelta(minutes=1)) // step)  # the last step may be partial
     scope = {"function__owner": request.user, "minute__gte": start, "minute__lt": end}
     if function is not None:
         scope["function"] = function
@@ -95,8 +101,10 @@ def metrics(request, name=None):
     cold_rate = [round(100 * c / n, 1) if n else None for c, n in zip(counts["cold_starts"], counts["invocations"])]
     step_costs = [cost_of(units) for units in counts["cost_sum_units"]]
     # Mean concurrency by Little's law: run time ended in the step ÷ the step's length (both in 1/100 ms).
-    mean_concurrency = [(Decimal(cms) / (step * 60 * 1000 * 100)).quantize(Decimal("0.001")) for cms in
-                        counts["duration_sum_cms"]]
+    lengths = [step] * steps
+    lengths[-1] = int((end - start) / timedelta(minutes=1)) - step * (steps - 1)  # a partial last step
+    mean_concurrency = [(Decimal(cms) / (length * 60 * 1000 * 100)).quantize(Decimal("0.001")) for cms, length in
+                        zip(counts["duration_sum_cms"], lengths)]
     age_average = [round(Decimal(ms) / n) if n else None for ms, n in zip(counts["event_age_sum_ms"],
                                                                         counts["event_age_count"])]
     age_maximum = [ms if n else None for ms, n in zip(peaks["event_age_max_ms"], counts["event_age_count"])]

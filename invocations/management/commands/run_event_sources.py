@@ -6,6 +6,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from invocations import retention, sources
+from invocations.metrics import compaction
 from invocations.schedules import beat
 
 # Schedules tick on whole minutes at the finest; a second's poll fires them within about a second, and
@@ -14,15 +15,20 @@ POLL_SECONDS = 1.0
 # The share of a pass a purge of old invocation records may take, so that it never holds up schedules and
 # queues for longer (the first purge of a large table takes many passes).
 PURGE_SLICE_SECONDS = 0.25
+# Likewise for merging old minute rollups into hours (the first compaction of a long history takes many passes).
+COMPACT_SLICE_SECONDS = 0.25
 
 
 class Command(BaseCommand):
     help = ("Fire schedules as their ticks come and deliver what queues and table streams hold. Several may "
             "run at once: each tick fires once and each record is taken by one of them. Once an hour one of "
-            "them purges the invocation records older than INVOCATION_RETENTION_DAYS.")
+            "them purges the invocation records older than INVOCATION_RETENTION_DAYS, and once an hour one of them "
+            "merges the metrics rollups older than 48 hours into hours.")
 
     # The cutoff of the purge this runner has under way, between its slices.
     purging = None
+    # The function-hours of the compaction this runner has under way, between its slices.
+    compacting = None
 
     def handle(self, *args, **options):
         stopping = []
@@ -55,6 +61,11 @@ class Command(BaseCommand):
         except Exception as e:  # the next turn, within the hour, starts again
             self.purging = None
             self.stderr.write(f"run_event_sources: retention: {e!r}; trying again within the hour")
+        try:
+            self.compact_step(now)
+        except Exception as e:  # the next turn, within the hour, starts again
+            self.compacting = None
+            self.stderr.write(f"run_event_sources: compaction: {e!r}; trying again within the hour")
 
     def purge_step(self, now):
         """Delete a slice of the invocation records past their retention: a purge starts at most once an hour
@@ -70,3 +81,16 @@ class Command(BaseCommand):
             self.stdout.write(f"purged {deleted} invocations that ended before {self.purging:%Y-%m-%d %H:%M:%S} UTC")
         if done:
             self.purging = None
+
+    def compact_step(self, now):
+        """Merge a slice of the old minute rollups into hours: a compaction starts at most once an hour across
+        every runner (whichever takes the turn), and goes on a slice per pass until it is done."""
+        if self.compacting is None:
+            if not compaction.take_turn():
+                return
+            self.compacting = compaction.pending(compaction.cutoff(now))
+        merged = compaction.compact_hours(self.compacting, until=time.monotonic() + COMPACT_SLICE_SECONDS)
+        if merged:
+            self.stdout.write(f"compacted {merged} function-hours of metrics rollups into hour rows")
+        if not self.compacting:
+            self.compacting = None
