@@ -33,6 +33,10 @@ def home(request):
     if window not in DASHBOARD_WINDOWS:
         raise Http404("unknown window")
     start, end = window_bounds(WINDOWS[window][0])
+    if window != "24h":
+        # From a whole hour: rollups older than 48 hours are one row per hour (at HH:00), so a period starting
+        # inside one would leave that hour out entirely. The period reaches back up to 59 minutes more.
+        start = start.replace(minute=0)
     context = {"window": window, "windows": DASHBOARD_WINDOWS, "start": start, "end": end,
                "has_functions": Function.objects.filter(owner=request.user).exists(), "health": _health()}
     if context["has_functions"]:

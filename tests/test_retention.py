@@ -17,7 +17,7 @@ from django.utils import timezone
 from invocations import billing, queue, retention
 from invocations.management.commands.run_event_sources import Command as RunEventSources
 from invocations.metrics.models import MinuteRollup
-from invocations.metrics.rollups import rebuild, record
+from invocations.metrics.rollups import rebuild, record, record_dead_letters
 from invocations.metrics.summaries import annotate_function_list
 from invocations.models import DeadLetter, Invocation
 from invocations.queues.models import Message, Queue
@@ -154,6 +154,13 @@ class RetentionTests(TableWorld, BaseTestCase):
         self.assertEqual(before[3], billing.cost(billing.gb_seconds(1024, 500)) + billing.cost(billing.gb_seconds(128, 7)))
         self.assertEqual(retention.purge(now=NOW), 1)  # the one of 2 October, this month's
         self.assertEqual(figures(), before)
+
+    def test_last_invoked_is_not_moved_by_a_change_of_the_dead_letter_inbox(self):
+        self.ended(datetime(2026, 10, 14, 20, 0, 30, tzinfo=dt_timezone.utc))
+        record_dead_letters(self.fn.pk, now=datetime(2026, 10, 14, 23, 0, tzinfo=dt_timezone.utc))  # a purge, say
+        functions = [self.fn]
+        annotate_function_list(functions, NOW)
+        self.assertEqual(functions[0].last_invoked, datetime(2026, 10, 14, 20, 0, tzinfo=dt_timezone.utc))
 
     def test_the_functions_list_reads_no_invocation_rows(self):
         self.ended(timezone.now() - timedelta(hours=1))

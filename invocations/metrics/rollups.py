@@ -28,6 +28,7 @@ from django.db.models import Q
 from django.db.backends.utils import format_number
 from django.utils import timezone
 
+from functions.models import Function
 from invocations.billing import COST_QUANTUM
 from invocations.metrics.models import DurationBucket, MinuteRollup
 
@@ -257,6 +258,9 @@ def rebuild(function_ids=None, now=None):
         if bucket is not None:
             buckets[(*key, *bucket)] += 1
     with transaction.atomic():
+        # Lock the functions' rows as compaction does (compaction._merge), so that the two never interleave.
+        functions = Function.objects.select_for_update()
+        list((functions if function_ids is None else functions.filter(pk__in=function_ids)).values_list("pk"))
         old_rollups, old_buckets = MinuteRollup.objects.all(), DurationBucket.objects.all()
         if function_ids is not None:
             old_rollups = old_rollups.filter(function_id__in=function_ids)

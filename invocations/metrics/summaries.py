@@ -3,7 +3,7 @@ the (function, minute) index instead of a scan of every invocation row."""
 
 from datetime import timedelta
 
-from django.db.models import OuterRef, Subquery, Sum
+from django.db.models import OuterRef, Q, Subquery, Sum
 
 from functions.models import Function
 from invocations.metrics.models import MinuteRollup, cost_of
@@ -21,7 +21,9 @@ def annotate_function_list(functions, now):
     month = dict(MinuteRollup.objects.filter(function_id__in=ids, minute__gte=month_start)
                  .values("function_id").annotate(units=Sum("cost_sum_units")).values_list("function_id", "units"))
     # One index seek per function: a MAX(minute) … GROUP BY would read every rollup of each function.
-    latest = MinuteRollup.objects.filter(function_id=OuterRef("pk")).order_by("-minute").values("minute")[:1]
+    # Only minutes in which something was invoked: a dead-letter inbox change writes a rollup row too.
+    latest = (MinuteRollup.objects.filter(Q(invocations__gt=0) | Q(throttles__gt=0), function_id=OuterRef("pk"))
+              .order_by("-minute").values("minute")[:1])
     last = dict(Function.objects.filter(pk__in=ids).annotate(last=Subquery(latest)).values_list("pk", "last"))
     for function in functions:
         figures = day.get(function.pk, {})
