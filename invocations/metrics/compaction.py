@@ -8,10 +8,10 @@ the hour (null if it did not change in it) — and one DurationBucket per (cold,
 summed count. Sums, maxima and percentiles over whole hours are unchanged; a 30-day page reads 60× fewer
 rows.
 
-What moves: a compacted hour counts wholly at HH:00. A period that starts inside it (the dashboard's
-"last 7 days" starts at the current minute 7 days ago) takes the hour whole if it starts at HH:00, else
-not at all; the functions list's "last invoked" of a function idle for 48 hours is the hour, not the
-minute. The metrics pages' 7 d and 30 d steps start on UTC hour boundaries, so they hold each hour whole.
+What moves: a compacted hour counts wholly at HH:00, so every period that reaches back past 48 hours
+starts on a whole hour (the metrics pages' 7 d and 30 d steps on UTC step edges, the dashboard's 7 d and
+30 d periods on the hour); the functions list's "last invoked" of a function idle for 48 hours is the
+hour, not the minute.
 
 Outcomes are recorded in the current minute, so nothing writes into an old hour; if a row ever lands in
 one (a rebuild with retention off writes minute rows everywhere) the next compaction merges it with the
