@@ -417,8 +417,10 @@ def event_invoke_config(function, qualifier=None):
 
 
 class Trigger(models.Model):
-    """Something that invokes a function (or one of its aliases or versions) by itself: an HTTP endpoint or a
-    schedule. The kind's settings are in `config`, validated by its form."""
+    """Something that invokes a function (or one of its aliases or versions) by itself: an HTTP endpoint, a
+    schedule, a queue, a topic subscription, a bucket notification or a table stream (the Lambda API's event
+    source mappings are the queue and table ones). The kind's settings are in `config`, validated by its
+    form."""
 
     class Kind(models.TextChoices):
         HTTP = "http", "HTTP endpoint"
