@@ -738,3 +738,14 @@ class CompactionTests(BaseTestCase):
         self.assertEqual({minute.minute for minute in old}, {0})
         call_command("compact_rollups", stdout=second)
         self.assertEqual(second.getvalue().strip(), "compacted 0 function-hours")
+
+
+class PlainNumberTests(SimpleTestCase):
+    def test_decimals_lose_their_exponent_and_floats_show_as_written(self):
+        from invocations.metrics.templatetags.metrics_tags import plain
+
+        self.assertEqual(plain(Decimal("2E-7")), "0.0000002")
+        self.assertEqual(plain(Decimal("2.50")), "2.5")
+        self.assertEqual(plain(6.1), "6.1")  # a cold-start rate: not 6.0999999999999996447…
+        self.assertEqual(plain(Decimal("1.23456"), 2), "1.23")
+        self.assertEqual(plain(None), "—")
