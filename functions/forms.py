@@ -168,11 +168,21 @@ class ConfigurationForm(SettingsFields):
         help_text="The most invocations of this function that run at once. Empty: no limit of its own; "
                   "0: every invocation is throttled.",
     )
+    recursive_loop = forms.ChoiceField(
+        label="Recursive loops", choices=Function.RecursiveLoop.choices, required=False,
+        help_text="A chain of asynchronous invocations through destinations (this function's own, or a topic's) "
+                  "is stopped after 16 invocations, as Lambda's recursive loop detection does. Allow only for a "
+                  "loop that ends by itself.",
+    )
 
     def __init__(self, *args, function, **kwargs):
         initial = {name: getattr(function, name) for name in self.base_fields}
         super().__init__(*args, initial=initial, **kwargs)
         self.function = function
+
+    def clean_recursive_loop(self):
+        # Left out (a form posted before this setting existed), it stays as it is.
+        return self.cleaned_data["recursive_loop"] or self.function.recursive_loop
 
     def clean(self):
         data = super().clean()

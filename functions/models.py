@@ -90,6 +90,11 @@ class CodeArtifact(models.Model):
 
 
 class Function(models.Model):
+    class RecursiveLoop(models.TextChoices):
+        # The values are the Lambda API's.
+        TERMINATE = "Terminate", "Terminate: stop a recursive loop after 16 invocations"
+        ALLOW = "Allow", "Allow: let this function's recursive loops run"
+
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="functions")
     name = models.CharField(max_length=64)
     description = models.CharField(max_length=256, blank=True)
@@ -106,6 +111,9 @@ class Function(models.Model):
     outbound_network = models.BooleanField(default=False)
     # None: no limit of its own (the workers bound it). 0: every invocation is throttled.
     reserved_concurrency = models.PositiveIntegerField(null=True, blank=True)
+    # Lambda's recursive loop detection: Terminate stops a loop of invocations after 16 of them
+    # (invocations.asynchronous.send_to_destination); Allow lets this function's loops run on.
+    recursive_loop = models.CharField(max_length=16, choices=RecursiveLoop.choices, default=RecursiveLoop.TERMINATE)
     # The environment variables, encrypted (functions.envvars); never the values in clear.
     environment_token = models.TextField(blank=True, default="")
     # The attached layer versions as invocations need them, [{"arn", "code_sha256"}] in order; a copy of

@@ -137,7 +137,12 @@ def send_to_destination(invocation, target, record):
     # Counted through topics too (a function subscribed to its own success topic): a queue ends a chain
     # by itself, its triggers invoking synchronously, without destinations.
     depth = async_settings(invocation).get("depth", 0) + 1
-    if depth > MAX_DESTINATION_DEPTH:
+    # In Lambda, the setting of the function the loop would invoke next decides (Lambda "stops your function
+    # being invoked"). Here the loop is stopped where it is sent on, and a queue or a topic has no function
+    # yet: the setting of the function whose outcome is being sent decides, read now (not when it was
+    # queued), so that switching it back to Terminate stops a loop already running.
+    allowed = invocation.function.recursive_loop == Function.RecursiveLoop.ALLOW
+    if depth > MAX_DESTINATION_DEPTH and not allowed:
         raise Undeliverable(f"a recursive loop of destinations was stopped after {MAX_DESTINATION_DEPTH} invocations")
     try:
         if target.startswith("arn:aws:sqs:"):

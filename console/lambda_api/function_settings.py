@@ -1,6 +1,6 @@
-"""A function's settings beside its configuration: reserved concurrency, asynchronous invocation (retries,
-event age, destinations) and its function URLs. Each is the console's own setting, validated by the
-console's own form: ConfigurationForm, EventInvokeConfigForm and HttpEndpointForm."""
+"""A function's settings beside its configuration: reserved concurrency, recursive loop detection, asynchronous
+invocation (retries, event age, destinations) and its function URLs. Each is the console's own setting,
+validated by the console's own form: ConfigurationForm, EventInvokeConfigForm and HttpEndpointForm."""
 
 from django.db import IntegrityError, transaction
 
@@ -87,6 +87,40 @@ def delete_function_concurrency(request, function_name):
         function.reserved_concurrency = None
         function.save(update_fields=["reserved_concurrency"])
     return no_content()
+
+
+# Recursive loop detection -----------------------------------------------------------------------------------
+
+def _recursion_function(request, function_name, for_update=False):
+    function, qualifier = get_function(request, function_name, for_update=for_update)
+    if qualifier:
+        raise invalid("Recursive loop detection applies to a function as a whole: name it without a version or "
+                      "alias.")
+    return function
+
+
+@operation("PutFunctionRecursionConfig")
+def put_function_recursion_config(request, function_name):
+    data = read_json(request)
+    # The form keeps a value left out as it is (a console form posted without it); the API requires one.
+    if data.get("RecursiveLoop") is None:
+        raise invalid("RecursiveLoop is required.")
+    with transaction.atomic():
+        function = _recursion_function(request, function_name, for_update=True)
+        # As PutFunctionConcurrency: the console's whole configuration form, only this field written.
+        current = {name: getattr(function, name) for name in ConfigurationForm.base_fields}
+        form = ConfigurationForm({**current, "recursive_loop": data["RecursiveLoop"]}, function=function)
+        if "recursive_loop" in form.errors:
+            raise invalid(f"RecursiveLoop: {' '.join(form.errors['recursive_loop'])}")
+        function.recursive_loop = form.cleaned_data["recursive_loop"]
+        # Not last_modified: as in Lambda, this is not part of the function's configuration.
+        function.save(update_fields=["recursive_loop"])
+    return respond({"RecursiveLoop": function.recursive_loop})
+
+
+@operation("GetFunctionRecursionConfig")
+def get_function_recursion_config(request, function_name):
+    return respond({"RecursiveLoop": _recursion_function(request, function_name).recursive_loop})
 
 
 # Asynchronous invocation -------------------------------------------------------------------------------------

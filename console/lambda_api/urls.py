@@ -75,6 +75,12 @@ urlpatterns = [
                    DELETE=function_settings.delete_function_url_config)),
     path("2021-10-31/functions/<str:function_name>/urls",
          by_method(GET=function_settings.list_function_url_configs)),
+    path("2024-08-31/functions/<str:function_name>/recursion-config",
+         by_method(GET=function_settings.get_function_recursion_config,
+                   PUT=function_settings.put_function_recursion_config)),
+    # The deprecated InvokeAsync. Older botocore models (and AWS's API reference) end its path with a slash.
+    path("2014-11-13/functions/<str:function_name>/invoke-async", by_method(POST=invoke.invoke_async)),
+    path("2014-11-13/functions/<str:function_name>/invoke-async/", by_method(POST=invoke.invoke_async)),
     path("2015-03-31/event-source-mappings",
          by_method(GET=event_source_mappings.list_event_source_mappings,
                    POST=event_source_mappings.create_event_source_mapping)),
