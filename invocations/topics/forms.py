@@ -11,6 +11,7 @@ from invocations.forms import qualifier_choices
 from invocations.queues import attributes
 from invocations.queues.attributes import InvalidMessage, MessageTooLarge
 from invocations.queues.models import Queue
+from invocations.topics import filters
 from invocations.topics.models import QueueSubscription, Topic, check_message, check_size, check_subject
 
 
@@ -89,12 +90,42 @@ def _checked(check, value, **options):
     return value
 
 
+def filter_policy_field():
+    return forms.CharField(
+        label="Filter policy (JSON)", required=False, strip=False,
+        widget=forms.Textarea(attrs={"rows": 3, "spellcheck": "false", "class": "code",
+                                     "placeholder": '{"event": ["order_placed"], "amount": [{"numeric": [">", 9]}]}'}),
+        help_text="Optional, as SNS's FilterPolicy: only messages that match are delivered. Empty for all.")
+
+
+def filter_policy_scope_field():
+    return forms.ChoiceField(
+        label="Filter policy scope", choices=[(s, s) for s in filters.SCOPES], initial=filters.ATTRIBUTES,
+        required=False,  # SNS's default, MessageAttributes, when not given
+        help_text="Match the message attributes, or the message body parsed as JSON (a message that is not "
+                  "JSON then never matches).")
+
+
+def clean_filter_policy(form, data):
+    """Check the policy against its scope with filters.parse; store it as the text the user gave."""
+    if "filter_policy" in data and "filter_policy_scope" in data:
+        data["filter_policy_scope"] = data["filter_policy_scope"] or filters.ATTRIBUTES
+        try:
+            filters.parse(data["filter_policy"], data["filter_policy_scope"])
+        except ValueError as e:
+            form.add_error("filter_policy", forms.ValidationError(str(e), code="invalid_filter_policy"))
+        else:
+            data["filter_policy"] = data["filter_policy"].strip()
+
+
 class QueueSubscriptionForm(forms.Form):
     queue = forms.ModelChoiceField(queryset=Queue.objects.none(), empty_label=None, error_messages={
         "invalid_choice": "That is not one of your queues: choose a queue you own."})
     raw_message_delivery = forms.BooleanField(
         required=False, help_text="Deliver the message itself, with its attributes as the queue message's, "
                                   "instead of SNS's JSON envelope.")
+    filter_policy = filter_policy_field()
+    filter_policy_scope = filter_policy_scope_field()
 
     def __init__(self, *args, topic, **kwargs):
         super().__init__(*args, **kwargs)
@@ -107,6 +138,11 @@ class QueueSubscriptionForm(forms.Form):
             raise forms.ValidationError(f"{queue.name} is already subscribed to {self.topic.name}.", code="duplicate")
         return queue
 
+    def clean(self):
+        data = super().clean()
+        clean_filter_policy(self, data)
+        return data
+
     def save(self):
         return QueueSubscription.objects.create(topic=self.topic, **self.cleaned_data)
 
@@ -118,11 +154,15 @@ class TopicTriggerForm(forms.Form):
     topic = forms.ModelChoiceField(queryset=Topic.objects.none(), empty_label=None, error_messages={
         "invalid_choice": "That is not one of your topics: choose a topic you own."})
     enabled = forms.BooleanField(required=False, initial=True)
+    filter_policy = filter_policy_field()
+    filter_policy_scope = filter_policy_scope_field()
 
     def __init__(self, *args, function, trigger=None, **kwargs):
         if trigger is not None:
-            kwargs.setdefault("initial", {"qualifier": trigger.qualifier, "enabled": trigger.enabled,
-                                          "topic": trigger.config["topic_id"]})
+            kwargs.setdefault("initial", {
+                "qualifier": trigger.qualifier, "enabled": trigger.enabled, "topic": trigger.config["topic_id"],
+                "filter_policy": trigger.config.get("filter_policy", ""),
+                "filter_policy_scope": trigger.config.get("filter_policy_scope", filters.ATTRIBUTES)})
         super().__init__(*args, **kwargs)
         self.function, self.trigger = function, trigger
         self.fields["qualifier"].choices = qualifier_choices(function)
@@ -139,6 +179,7 @@ class TopicTriggerForm(forms.Form):
             if others.exists():
                 target = f"{self.function.name}:{data['qualifier']}" if data["qualifier"] else self.function.name
                 self.add_error("topic", f"{target} is already subscribed to {topic.name}.")
+        clean_filter_policy(self, data)
         return data
 
     def save(self):
@@ -151,6 +192,7 @@ class TopicTriggerForm(forms.Form):
         same_topic = self.trigger is not None and trigger.config.get("topic_id") == topic.pk
         subscription_id = trigger.config["subscription_id"] if same_topic else str(uuid.uuid4())
         trigger.config = {"topic_id": topic.pk, "topic_name": topic.name, "subscription_id": subscription_id,
-                          "summary": f"topic {topic.name}"}
+                          "summary": f"topic {topic.name}" + (" (filtered)" if data["filter_policy"] else ""),
+                          "filter_policy": data["filter_policy"], "filter_policy_scope": data["filter_policy_scope"]}
         trigger.save()
         return trigger

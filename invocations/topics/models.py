@@ -18,7 +18,7 @@ from invocations.models import Invocation
 from invocations.queues import attributes
 from invocations.queues.attributes import InvalidMessage, MessageTooLarge
 from invocations.queues.models import Queue
-from invocations.topics import notifications
+from invocations.topics import filters, notifications
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +59,11 @@ class Topic(models.Model):
 
         Every enabled function subscription is invoked asynchronously with Lambda's SNS event, and every
         queue subscription gets the message (SNS's JSON envelope, or the message itself with raw delivery),
-        in one transaction: all of them or, if anything fails, none. `message_attributes` as SNS's API takes
-        them ({"name": {"DataType", "StringValue"|"BinaryValue"}}). Raise MessageTooLarge over 256 KB
-        (message and attributes), InvalidMessage for anything else SNS refuses. `destination_depth` counts
-        the destinations that led here (invocations.asynchronous), so a loop through a topic ends too.
+        each only if its filter policy matches (invocations.topics.filters), in one transaction: all of them
+        or, if anything fails, none. `message_attributes` as SNS's API takes them ({"name": {"DataType",
+        "StringValue"|"BinaryValue"}}). Raise MessageTooLarge over 256 KB (message and attributes),
+        InvalidMessage for anything else SNS refuses. `destination_depth` counts the destinations that led
+        here (invocations.asynchronous), so a loop through a topic ends too.
         """
         subject = subject or ""
         parsed = check_publish(message, subject, message_attributes)
@@ -73,6 +74,9 @@ class Topic(models.Model):
         }
         with transaction.atomic():
             for trigger in self.function_subscriptions().filter(enabled=True).select_related("function__owner"):
+                if not filters.accepts(trigger.config.get("filter_policy"), trigger.config.get(
+                        "filter_policy_scope", filters.ATTRIBUTES), message, parsed):
+                    continue  # as SNS: a subscription whose filter policy does not match gets nothing
                 arn = subscription_arn(self, trigger.config["subscription_id"])
                 try:
                     invoke(trigger.function, json.dumps(notifications.lambda_event(notification, arn)),
@@ -82,6 +86,8 @@ class Topic(models.Model):
                     # As SNS with a deleted endpoint: that delivery fails, the others go on.
                     log.warning("topic %s: subscriber %s no longer exists; not delivered", self.pk, trigger.target)
             for subscription in self.queue_subscriptions.select_related("queue__owner"):
+                if not filters.accepts(subscription.filter_policy, subscription.filter_policy_scope, message, parsed):
+                    continue
                 if subscription.raw_message_delivery:
                     subscription.queue.put(message, parsed, sender_id=account_id(self.owner))
                 else:
@@ -139,6 +145,11 @@ class QueueSubscription(models.Model):
     raw_message_delivery = models.BooleanField(
         default=False, help_text="The message itself (its attributes as the queue message's), not SNS's JSON "
                                  "envelope.")
+    filter_policy = models.TextField(
+        blank=True, help_text="SNS's FilterPolicy (JSON): only matching messages are delivered; empty for all.")
+    filter_policy_scope = models.CharField(
+        max_length=20, default=filters.ATTRIBUTES, choices=[(s, s) for s in filters.SCOPES],
+        help_text="SNS's FilterPolicyScope: match the message attributes or the message body (JSON).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
