@@ -169,3 +169,21 @@ def sns_shape(attributes):
                      "Value": base64.b64encode(a.binary_value).decode() if a.binary_value is not None
                      else a.string_value}
             for a in attributes}
+
+
+def api_shape(attributes):
+    """Attributes as SQS's API gives them (ReceiveMessage's MessageAttributes): {name: {DataType,
+    StringValue|BinaryValue}}, a binary value in base64."""
+    return {a.name: {"DataType": a.data_type,
+                     **({"BinaryValue": base64.b64encode(a.binary_value).decode()} if a.binary_value is not None
+                        else {"StringValue": a.string_value})}
+            for a in attributes}
+
+
+def chosen(attributes, names):
+    """The attributes that ReceiveMessage's MessageAttributeNames asks for: a name, "All" or ".*" for every
+    one, or a prefix such as "bar.*" for the names that start with "bar."."""
+    def wanted(name):
+        return any(pattern in ("All", ".*") or name == pattern
+                   or (pattern.endswith(".*") and name.startswith(pattern[:-1])) for pattern in names)
+    return [a for a in attributes if wanted(a.name)]

@@ -8,8 +8,9 @@ a throttle, a worker killed mid-batch — leaves them hidden until the timeout r
 delivered again. A message received max_receive_count times moves to the queue's dead-letter queue
 instead of being delivered once more.
 
-Any number of `run_event_sources` may poll at once: a message is taken by a conditional UPDATE on the
-visibility and receive count it was read with, so only one poller gets it.
+Any number of `run_event_sources` may poll at once, and programs may receive from the same queue through
+the JSON API: a message is taken by a conditional UPDATE on the visibility and receive count it was read
+with (Queue.take), so only one receiver gets it.
 """
 
 import json
@@ -19,8 +20,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.db import transaction
-from django.db.models import DateTimeField, F, Value
-from django.db.models.functions import Coalesce
+from django.db.models import F
 from django.shortcuts import redirect
 from django.utils import timezone
 
@@ -71,9 +71,7 @@ def poll_trigger(trigger, now):
 def deliver_batch(trigger, queue, now):
     """Take one batch and invoke with it; return the invocation, or None if no batch is due."""
     batch_size = trigger.config["batch_size"]
-    # Strictly before now: a message hidden in this pass with a timeout of 0 is not visible again in it.
-    visible = list(queue.messages.filter(visible_at__lt=now).order_by("visible_at", "pk")
-                   .values_list("pk", "visible_at", "receive_count")[:batch_size])
+    visible = queue.visible_messages(now, batch_size)
     if not visible:
         return None
     window = timedelta(seconds=trigger.config["maximum_batching_window"])
@@ -91,20 +89,7 @@ def deliver_batch(trigger, queue, now):
 def _take_and_invoke(trigger, queue, visible, now):
     """In the caller's transaction: move messages received too often to the dead-letter queue, hide the rest
     for the visibility timeout, and invoke with them. Raises (and so rolls back) if invoke() refuses."""
-    hidden_until = now + timedelta(seconds=queue.visibility_timeout)
-    taken = []
-    for pk, visible_at, receive_count in visible:
-        # Only if no other poller took it since it was read: its visibility and receive count are unchanged.
-        unchanged = Message.objects.filter(pk=pk, queue=queue, visible_at=visible_at, receive_count=receive_count)
-        if queue.dead_letter_queue_id is not None and receive_count >= queue.max_receive_count:
-            unchanged.update(queue_id=queue.dead_letter_queue_id, visible_at=now, receive_count=0,
-                             first_received_at=None, receipt_handle="", invocation=None,
-                             dead_letter_source=queue.arn)
-            continue
-        if unchanged.update(visible_at=hidden_until, receive_count=F("receive_count") + 1,
-                            receipt_handle=receipt_handle(), invocation=None,
-                            first_received_at=Coalesce(F("first_received_at"), Value(now, DateTimeField()))):
-            taken.append(pk)
+    taken = queue.take(visible, now, queue.visibility_timeout)
     if not taken:
         return None
     batch = list(Message.objects.filter(pk__in=taken).order_by("sent_at"))
@@ -120,19 +105,11 @@ def _take_and_invoke(trigger, queue, visible, now):
 
 def record(message, queue):
     """One message as a record of Lambda's SQS event."""
-    attributes = {
-        "ApproximateReceiveCount": str(message.receive_count),
-        "SentTimestamp": message.attributes["SentTimestamp"],
-        "SenderId": message.attributes["SenderId"],
-        "ApproximateFirstReceiveTimestamp": epoch_ms(message.first_received_at),
-    }
-    if message.dead_letter_source:
-        attributes["DeadLetterQueueSourceArn"] = message.dead_letter_source
     shaped = {
         "messageId": str(message.id),
         "receiptHandle": message.receipt_handle,
         "body": message.body,
-        "attributes": attributes,
+        "attributes": message.system_attributes(),
         "messageAttributes": message.message_attributes,
         "md5OfBody": message.md5_of_body,
     }
@@ -207,7 +184,8 @@ def fire(request, trigger):
     body = "Hello from the λ console (a sample message: fire now)"
     sample = Message(queue=queue, body=body, md5_of_body=md5_of_body(body), sent_at=now, visible_at=now,
                      attributes={"SenderId": account_id(queue.owner), "SentTimestamp": epoch_ms(now)},
-                     receive_count=1, first_received_at=now, receipt_handle=receipt_handle())
+                     receive_count=1, first_received_at=now)
+    sample.receipt_handle = receipt_handle(sample.id)
     try:
         invocation = invoke(trigger.function, json.dumps({"Records": [record(sample, queue)]}),
                             kind=Invocation.Kind.SYNC, source=SOURCE, qualifier=trigger.qualifier or None,

@@ -1,5 +1,5 @@
 """Forms for queues (create and configure, send a message) and for a function's queue trigger. The JSON API
-sends messages through SendMessageForm too."""
+sends messages through SendMessageForm too, and checks ReceiveMessage's parameters with ReceiveMessageForm."""
 
 import json
 
@@ -8,8 +8,8 @@ from django import forms
 from functions.models import Trigger
 from invocations.forms import qualifier_choices
 from invocations.queues import attributes
-from invocations.queues.models import (DELAY_MAX, InvalidMessage, MessageTooLarge, Queue, check_body,
-                                        check_size)
+from invocations.queues.models import (DELAY_MAX, VISIBILITY_TIMEOUT_MAX, WAIT_TIME_MAX, InvalidMessage,
+                                        MessageTooLarge, Queue, check_body, check_size)
 
 
 class QueueForm(forms.ModelForm):
@@ -101,6 +101,21 @@ class SendMessageForm(forms.Form):
         data = self.cleaned_data
         return self.queue.put(data["body"], data["message_attributes"], sender_id=sender_id,
                               delay_seconds=data["delay_seconds"] or 0)
+
+
+class ReceiveMessageForm(forms.Form):
+    """SQS's ReceiveMessage, for the JSON API: how many, how long they stay hidden, how long to wait."""
+
+    max_number_of_messages = forms.IntegerField(min_value=1, max_value=10, required=False)
+    visibility_timeout = forms.IntegerField(min_value=0, max_value=VISIBILITY_TIMEOUT_MAX, required=False)
+    wait_time_seconds = forms.IntegerField(min_value=0, max_value=WAIT_TIME_MAX, required=False)
+    message_attribute_names = forms.Field(required=False)
+
+    def clean_message_attribute_names(self):
+        names = self.cleaned_data["message_attribute_names"] or []
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise forms.ValidationError('Give a list of names, e.g. ["All"] or ["color", "bar.*"].')
+        return names
 
 
 class QueueTriggerForm(forms.Form):

@@ -8,7 +8,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models, transaction
-from django.db.models import F
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 from django.utils import timezone
 
@@ -23,6 +24,7 @@ VISIBILITY_TIMEOUT_MAX = 43200
 RETENTION_MIN, RETENTION_MAX = 60, 1209600
 MAX_RECEIVE_COUNT_MAX = 1000
 DELAY_MAX = 900
+WAIT_TIME_MAX = 20  # ReceiveMessage's long polling
 # The largest message, its attributes included (SQS's limit before 2025, when it grew to 1 MiB).
 MAX_MESSAGE_BYTES = 256 * 1024
 
@@ -88,6 +90,71 @@ class Queue(models.Model):
             expires_at=now + timedelta(seconds=self.message_retention),
         )
 
+    def visible_messages(self, now, limit):
+        """The (pk, visible_at, receive_count) of up to `limit` messages visible at `now`, longest visible
+        first: what take() needs to take them."""
+        # Strictly before now: a message hidden in this pass with a timeout of 0 is not visible again in it.
+        return list(self.messages.filter(visible_at__lt=now).order_by("visible_at", "pk")
+                    .values_list("pk", "visible_at", "receive_count")[:limit])
+
+    def take(self, visible, now, visibility_timeout):
+        """Receive messages read by visible_messages(): move those received max_receive_count times to the
+        dead-letter queue, hide the rest for `visibility_timeout` seconds with a new receipt handle; return
+        the pks taken. Queue triggers and ReceiveMessage both receive through here."""
+        hidden_until = now + timedelta(seconds=visibility_timeout)
+        taken = []
+        for pk, visible_at, receive_count in visible:
+            # Only if no other receiver took it since it was read: its visibility and receive count are unchanged.
+            unchanged = Message.objects.filter(pk=pk, queue=self, visible_at=visible_at, receive_count=receive_count)
+            if self.dead_letter_queue_id is not None and receive_count >= self.max_receive_count:
+                unchanged.update(queue_id=self.dead_letter_queue_id, visible_at=now, receive_count=0,
+                                 first_received_at=None, receipt_handle="", invocation=None,
+                                 dead_letter_source=self.arn)
+                continue
+            if unchanged.update(visible_at=hidden_until, receive_count=F("receive_count") + 1,
+                                receipt_handle=receipt_handle(pk), invocation=None,
+                                first_received_at=Coalesce(F("first_received_at"), Value(now, DateTimeField()))):
+                taken.append(pk)
+        return taken
+
+    def receive(self, max_messages=1, visibility_timeout=None, now=None):
+        """SQS's ReceiveMessage without waiting: take up to `max_messages` visible messages; return them."""
+        now = now or timezone.now()
+        visible = self.visible_messages(now, max_messages)
+        if not visible:
+            return []
+        if visibility_timeout is None:
+            visibility_timeout = self.visibility_timeout
+        with transaction.atomic():
+            taken = self.take(visible, now, visibility_timeout)
+        return list(Message.objects.filter(pk__in=taken).order_by("sent_at"))
+
+    def delete_message(self, handle):
+        """SQS's DeleteMessage: delete the message if `handle` is its latest receipt handle.
+
+        A message already deleted is no error (SQS's DeleteMessage is idempotent); an earlier handle of a
+        message received again since raises ReceiptHandleExpired, as SQS refuses it.
+        """
+        pk = message_id_of(handle)
+        deleted, _ = self.messages.filter(pk=pk, receipt_handle=handle).delete()
+        if not deleted and Message.objects.filter(pk=pk, queue__owner=self.owner).exists():
+            raise ReceiptHandleExpired("The receipt handle has expired: the message was received again since.")
+
+    def change_visibility(self, handle, visibility_timeout, now=None):
+        """SQS's ChangeMessageVisibility: hide the message `visibility_timeout` seconds from now (0: visible
+        at once), if `handle` is its latest receipt handle and it is still in flight."""
+        pk = message_id_of(handle)
+        now = now or timezone.now()
+        if self.messages.filter(pk=pk, receipt_handle=handle, visible_at__gt=now).update(
+                visible_at=now + timedelta(seconds=visibility_timeout)):
+            return
+        found = Message.objects.filter(pk=pk, queue__owner=self.owner).values("queue_id", "receipt_handle").first()
+        if found is None:
+            raise ReceiptHandleIsInvalid("No message has this receipt handle: it was deleted.")
+        if found["queue_id"] != self.pk or found["receipt_handle"] != handle:
+            raise ReceiptHandleExpired("The receipt handle has expired: the message was received again since.")
+        raise MessageNotInflight("The message is not in flight: its visibility timeout ran out.")
+
     def purge(self):
         """Delete every message (SQS's PurgeQueue); return how many."""
         deleted, _ = self.messages.all().delete()
@@ -126,9 +193,32 @@ def check_size(body, parsed_attributes):
                               f"{MAX_MESSAGE_BYTES:,} bytes (256 KB).")
 
 
-def receipt_handle():
-    # A new one at each receive, as SQS's: only the latest receive may delete the message.
-    return secrets.token_urlsafe(48)
+class ReceiptHandleIsInvalid(ValueError):
+    """A receipt handle that no receive ever gave (SQS's ReceiptHandleIsInvalid)."""
+
+
+class ReceiptHandleExpired(ValueError):
+    """A receipt handle of an earlier receive: the message was received again (or moved) since."""
+
+
+class MessageNotInflight(ValueError):
+    """The handle is the latest, but the message's visibility timeout already ran out."""
+
+
+def receipt_handle(message_id):
+    # A new one at each receive, as SQS's: only the latest receive may delete the message. It names the
+    # message, so DeleteMessage finds it by primary key; the random part makes it unguessable.
+    return f"{message_id.hex}.{secrets.token_urlsafe(32)}"
+
+
+def message_id_of(handle):
+    """The message id a receipt handle names; raise ReceiptHandleIsInvalid if it names none."""
+    if not isinstance(handle, str) or handle.count(".") != 1:
+        raise ReceiptHandleIsInvalid("The receipt handle is not one a receive gave.")
+    try:
+        return uuid.UUID(hex=handle.partition(".")[0])
+    except ValueError:
+        raise ReceiptHandleIsInvalid("The receipt handle is not one a receive gave.") from None
 
 
 class Message(models.Model):
@@ -167,6 +257,18 @@ class Message(models.Model):
 
     def __str__(self):
         return str(self.id)
+
+    def system_attributes(self):
+        """SQS's system attributes of a received message, as ReceiveMessage and Lambda's event give them."""
+        shown = {
+            "ApproximateReceiveCount": str(self.receive_count),
+            "SentTimestamp": self.attributes["SentTimestamp"],
+            "SenderId": self.attributes["SenderId"],
+            "ApproximateFirstReceiveTimestamp": epoch_ms(self.first_received_at),
+        }
+        if self.dead_letter_source:
+            shown["DeadLetterQueueSourceArn"] = self.dead_letter_source
+        return shown
 
     def in_flight(self, now=None):
         return self.visible_at > (now or timezone.now()) and self.receive_count > 0

@@ -13,4 +13,7 @@ urlpatterns = [
     path("<str:name>/delete/", views.queue_delete, name="delete"),
     # The JSON API (HTTP Basic or the session): POST sends a message.
     path("<str:name>/messages/", views.api_messages, name="api_messages"),
+    path("<str:name>/receive/", views.api_receive, name="api_receive"),
+    path("<str:name>/delete-message/", views.api_delete_message, name="api_delete_message"),
+    path("<str:name>/change-visibility/", views.api_change_visibility, name="api_change_visibility"),
 ]

@@ -1,6 +1,9 @@
-"""Queue pages (list and create, a queue's messages and settings, send, purge, delete) and the JSON API."""
+"""Queue pages (list and create, a queue's messages and settings, send, purge, delete) and the JSON API
+(SendMessage, ReceiveMessage with long polling, DeleteMessage, ChangeMessageVisibility)."""
 
 import json
+import time
+from contextlib import contextmanager
 
 from django.contrib import messages
 from django.db import transaction
@@ -11,8 +14,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from functions.models import Trigger, account_id
-from invocations.queues.forms import QueueForm, SendMessageForm
-from invocations.queues.models import Queue
+from invocations.endpoints import waiting_slots
+from invocations.queues import attributes
+from invocations.queues.forms import QueueForm, ReceiveMessageForm, SendMessageForm
+from invocations.queues.models import (VISIBILITY_TIMEOUT_MAX, MessageNotInflight, Queue, ReceiptHandleExpired,
+                                       ReceiptHandleIsInvalid)
 from invocations.sources.api import ApiError, api_view, read_json
 from invocations.sources.pages import create_from_form
 
@@ -21,6 +27,10 @@ BROWSE_LIMIT = 100
 # The API's names for SendMessageForm's fields, in its error messages.
 API_NAMES = {"body": "MessageBody", "message_attributes": "MessageAttributes", "delay_seconds": "DelaySeconds",
              "__all__": "Message"}
+RECEIVE_NAMES = {"max_number_of_messages": "MaxNumberOfMessages", "visibility_timeout": "VisibilityTimeout",
+                 "wait_time_seconds": "WaitTimeSeconds", "message_attribute_names": "MessageAttributeNames"}
+# How often a long poll looks for a message: one short query each time.
+LONG_POLL_INTERVAL = 0.2
 
 
 def _get_queue_for_user(request, name):
@@ -106,15 +116,21 @@ def queue_delete(request, name):
     return redirect("queues:list")
 
 
+def _get_api_queue(request, name, verb):
+    """The caller's queue for a JSON API call; another owner's queue does not exist for them."""
+    if request.method != "POST":
+        raise ApiError(405, "MethodNotAllowed", f"POST to {verb}.")
+    queue = Queue.objects.filter(owner=request.user, name=name).select_related("owner").first()
+    if queue is None:
+        raise ApiError(404, "QueueDoesNotExist", f"You have no queue named {name!r}.")
+    return queue
+
+
 @api_view
 def api_messages(request, name):
     """POST: SQS's SendMessage, {"MessageBody", "MessageAttributes", "DelaySeconds"} → {"MessageId",
     "MD5OfMessageBody"(, "MD5OfMessageAttributes")}."""
-    if request.method != "POST":
-        raise ApiError(405, "MethodNotAllowed", "POST a message to send it.")
-    queue = Queue.objects.filter(owner=request.user, name=name).select_related("owner").first()
-    if queue is None:
-        raise ApiError(404, "QueueDoesNotExist", f"You have no queue named {name!r}.")
+    queue = _get_api_queue(request, name, "send a message")
     data = read_message(request)
     form = SendMessageForm({
         "body": data["MessageBody"], "message_attributes": json.dumps(data.get("MessageAttributes") or {}),
@@ -139,3 +155,97 @@ def read_message(request):
     if not isinstance(delay, int) or isinstance(delay, bool):
         raise ApiError(400, "InvalidParameterValue", "DelaySeconds must be a whole number of seconds.")
     return data
+
+
+@api_view
+def api_receive(request, name):
+    """POST: SQS's ReceiveMessage, {"MaxNumberOfMessages", "VisibilityTimeout", "WaitTimeSeconds",
+    "MessageAttributeNames"} → {"Messages": [...]} (an empty list when none came within the wait)."""
+    queue = _get_api_queue(request, name, "receive messages")
+    data = read_json(request)
+    form = ReceiveMessageForm({field: data.get(api_name) for field, api_name in RECEIVE_NAMES.items()})
+    if not form.is_valid():
+        raise ApiError(400, "InvalidParameterValue", " ".join(
+            f"{RECEIVE_NAMES[field]}: {' '.join(errors)}" for field, errors in form.errors.items()))
+    options = form.cleaned_data
+    count, timeout = options["max_number_of_messages"] or 1, options["visibility_timeout"]
+    received = queue.receive(count, timeout)
+    if not received and options["wait_time_seconds"]:
+        received = long_poll(queue, count, timeout, options["wait_time_seconds"])
+    names = options["message_attribute_names"]
+    return JsonResponse({"Messages": [api_message(message, names) for message in received]})
+
+
+def long_poll(queue, count, timeout, wait):
+    """Receive until a message comes or `wait` seconds pass. Each try is a short query of its own: the wait
+    holds no transaction and no lock, only a web thread, so it takes one of the process's waiting slots."""
+    slots = waiting_slots()
+    if not slots.acquire(blocking=False):
+        raise ApiError(429, "RequestThrottled", "Too many requests are waiting on this server: retry, or poll "
+                                                "with a shorter WaitTimeSeconds.")
+    try:
+        deadline = time.monotonic() + wait
+        while (left := deadline - time.monotonic()) > 0:
+            time.sleep(min(LONG_POLL_INTERVAL, left))
+            received = queue.receive(count, timeout)
+            if received:
+                return received
+        return []
+    finally:
+        slots.release()
+
+
+def api_message(message, names):
+    """A received message as SQS's ReceiveMessage gives it, with the message attributes `names` asks for."""
+    shaped = {"MessageId": str(message.pk), "ReceiptHandle": message.receipt_handle,
+              "MD5OfBody": message.md5_of_body, "Body": message.body, "Attributes": message.system_attributes()}
+    wanted = attributes.chosen(attributes.from_sqs_shape(message.message_attributes), names)
+    if wanted:  # as SQS: the digest covers the attributes given, so a client can check what it got
+        shaped["MessageAttributes"] = attributes.api_shape(wanted)
+        shaped["MD5OfMessageAttributes"] = attributes.md5_of_attributes(wanted)
+    return shaped
+
+
+@api_view
+def api_delete_message(request, name):
+    """POST: SQS's DeleteMessage, {"ReceiptHandle"} → {}."""
+    queue = _get_api_queue(request, name, "delete a message")
+    handle = read_handle(read_json(request))
+    with receipt_errors():
+        queue.delete_message(handle)
+    return JsonResponse({})
+
+
+@api_view
+def api_change_visibility(request, name):
+    """POST: SQS's ChangeMessageVisibility, {"ReceiptHandle", "VisibilityTimeout"} → {}."""
+    queue = _get_api_queue(request, name, "change a message's visibility")
+    data = read_json(request)
+    timeout = data.get("VisibilityTimeout")
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or not 0 <= timeout <= VISIBILITY_TIMEOUT_MAX:
+        raise ApiError(400, "InvalidParameterValue",
+                       f"VisibilityTimeout must be a whole number of seconds, 0–{VISIBILITY_TIMEOUT_MAX}.")
+    with receipt_errors():
+        queue.change_visibility(read_handle(data), timeout)
+    return JsonResponse({})
+
+
+def read_handle(data):
+    handle = data.get("ReceiptHandle")
+    if not isinstance(handle, str) or not handle:
+        raise ApiError(400, "MissingParameter", "ReceiptHandle is required, as a string.")
+    return handle
+
+
+@contextmanager
+def receipt_errors():
+    """Answer a refused receipt handle with SQS's error for it."""
+    try:
+        yield
+    except ReceiptHandleIsInvalid as e:
+        raise ApiError(400, "ReceiptHandleIsInvalid", str(e)) from None
+    except ReceiptHandleExpired as e:
+        # SQS's answer to an earlier handle: "Value … for parameter ReceiptHandle is invalid. Reason: …".
+        raise ApiError(400, "InvalidParameterValue", f"ReceiptHandle is invalid. Reason: {e}") from None
+    except MessageNotInflight as e:
+        raise ApiError(400, "MessageNotInflight", str(e)) from None
