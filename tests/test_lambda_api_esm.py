@@ -130,6 +130,31 @@ class TableMappingTests(MappingTestCase):
         self.assertEqual(StreamCursor.objects.get(trigger=trigger).position, 1)
         self.assertIn("table orders · batch 20 · from LATEST · retries 2", self.function_page())
 
+    def test_a_stream_mappings_batching_window_and_partial_batch_responses_are_the_triggers(self):
+        table = self.make_table()
+        made = self.lam.create_event_source_mapping(FunctionName="echo", EventSourceArn=table.stream_arn,
+                                                    StartingPosition="LATEST", MaximumBatchingWindowInSeconds=30,
+                                                    FunctionResponseTypes=["ReportBatchItemFailures"])
+        self.assertEqual((made["MaximumBatchingWindowInSeconds"], made["FunctionResponseTypes"]),
+                         (30, ["ReportBatchItemFailures"]))
+        trigger = Trigger.objects.get(function=self.fn, kind=Trigger.Kind.TABLE)
+        self.assertEqual((trigger.config["maximum_batching_window"], trigger.config["report_batch_item_failures"]),
+                         (30, True))
+        self.assertIn("table orders · batch 100 · window 30 s · from LATEST · partial batch responses",
+                      self.function_page())
+        updated = self.lam.update_event_source_mapping(UUID=made["UUID"], MaximumBatchingWindowInSeconds=0,
+                                                       FunctionResponseTypes=[])
+        self.assertEqual((updated["MaximumBatchingWindowInSeconds"], updated["FunctionResponseTypes"]), (0, []))
+        trigger.refresh_from_db()
+        self.assertEqual((trigger.config["maximum_batching_window"], trigger.config["report_batch_item_failures"]),
+                         (0, False))
+        update = self.unvalidated().update_event_source_mapping
+        self.assertInvalid(lambda: update(UUID=made["UUID"], MaximumBatchingWindowInSeconds=301),
+                           "MaximumBatchingWindowInSeconds", "less than or equal to 300")
+        self.assertInvalid(lambda: update(UUID=made["UUID"], FunctionResponseTypes=["Everything"]),
+                           "functionResponseTypes")
+        self.assertEqual(self.lam.get_event_source_mapping(UUID=made["UUID"])["MaximumBatchingWindowInSeconds"], 0)
+
     def test_stream_mappings_refuse_what_their_triggers_do_not_have(self):
         table = self.make_table()
         create = self.unvalidated().create_event_source_mapping

@@ -530,6 +530,8 @@ class TablePagesTests(TableWorld, BaseTestCase):
                 "maximum_retry_attempts": -1}
         for fields, error in [({"batch_size": 0}, "greater than or equal to 1"),
                               ({"batch_size": 10001}, "less than or equal to 10000"),
+                              ({"maximum_batching_window": -1}, "greater than or equal to 0"),
+                              ({"maximum_batching_window": 301}, "less than or equal to 300"),
                               ({"maximum_retry_attempts": -2}, "greater than or equal to -1"),
                               ({"maximum_retry_attempts": 10001}, "less than or equal to 10000"),
                               ({"starting_position": "AT_TIMESTAMP"}, "Select a valid choice"),
@@ -677,10 +679,10 @@ class PollerTests(TableWorld, BaseTestCase):
         with self.captureOnCommitCallbacks(execute=False):
             return streams.poll(now or self.now)
 
-    def finish(self, invocation, status, error_type="", ran=True):
+    def finish(self, invocation, status, error_type="", ran=True, result=""):
         """Record an outcome as a worker does: the row, then the source's hook, in one transaction. A run
         that ended has a duration; a platform failure (`ran=False`: a dead worker, a lost job) has none."""
-        Invocation.objects.filter(pk=invocation.pk).update(status=status, error_type=error_type,
+        Invocation.objects.filter(pk=invocation.pk).update(status=status, error_type=error_type, result=result,
                                                            started_at=timezone.now(),
                                                            duration_ms=Decimal("1.00") if ran else None)
         invocation = Invocation.objects.get(pk=invocation.pk)
@@ -828,6 +830,106 @@ class PollerTests(TableWorld, BaseTestCase):
         streams._last_trim[0] = 0.0
         self.poll()
         self.assertEqual(list(self.table.stream_records.values_list("sequence_number", flat=True)), [2])
+
+    # Batching window ------------------------------------------------------------------------------------------
+
+    def test_a_batching_window_waits_for_a_full_batch_then_sends_what_there_is(self):
+        trigger = self.add_trigger(self.fn, self.table, batch_size=3, maximum_batching_window=20)
+        self.put(self.table, {"id": {"S": "a"}})
+        self.put(self.table, {"id": {"S": "b"}})
+        oldest = self.table.stream_records.get(sequence_number=1).created_at
+        self.assertEqual(self.poll(oldest + timedelta(seconds=19)), [])
+        self.assertEqual(self.cursor(trigger).taken_at, None)
+        [sent] = self.poll(oldest + timedelta(seconds=20))
+        self.assertEqual(sequence_numbers(sent), [1, 2])
+
+    def test_a_full_batch_is_sent_at_once_whatever_the_window(self):
+        trigger = self.add_trigger(self.fn, self.table, batch_size=2, maximum_batching_window=300)
+        for i in range(3):
+            self.put(self.table, {"id": {"S": f"k{i}"}})
+        [first] = self.poll()
+        self.assertEqual(sequence_numbers(first), [1, 2])
+        self.finish(first, Invocation.Status.SUCCEEDED)
+        self.assertEqual(self.poll(), [])  # the third record alone waits for its window
+        self.assertEqual(self.cursor(trigger).position, 2)
+
+    def test_a_retried_batch_does_not_wait_for_the_window(self):
+        trigger = self.add_trigger(self.fn, self.table, batch_size=5, maximum_batching_window=300)
+        self.put(self.table, {"id": {"S": "a"}})
+        oldest = self.table.stream_records.get().created_at
+        [first] = self.poll(oldest + timedelta(seconds=300))
+        self.finish(first, Invocation.Status.FAILED, "ValueError")
+        cursor = self.cursor(trigger)
+        self.assertLess(cursor.retry_at, oldest + timedelta(seconds=300))  # within the window of its oldest record
+        [again] = self.poll(cursor.retry_at)
+        self.assertEqual(event_ids(again), event_ids(first))
+
+    # Partial batch responses ----------------------------------------------------------------------------------
+
+    def failures(self, *numbers):
+        """A partial batch response naming the table's records `numbers` (1, 2, …) as failed."""
+        return json.dumps({"batchItemFailures": [{"itemIdentifier": str(10 ** 20 + n)} for n in numbers]})
+
+    def partial_trigger(self, **options):
+        trigger = self.add_trigger(self.fn, self.table, batch_size=5, report_batch_item_failures="on", **options)
+        for i in range(5):
+            self.put(self.table, {"id": {"S": f"k{i}"}})
+        return trigger
+
+    def test_a_partial_batch_response_checkpoints_and_retries_from_the_lowest_reported_record(self):
+        trigger = self.partial_trigger(maximum_retry_attempts=3)
+        [first] = self.poll()
+        self.finish(first, Invocation.Status.SUCCEEDED, result=self.failures(4, 3))
+        cursor = self.cursor(trigger)
+        self.assertEqual((cursor.position, cursor.batch_last, cursor.attempts, cursor.failures), (2, 5, 1, 1))
+        self.assertEqual(self.poll(self.now), [])  # not before its back-off
+        [second] = self.poll(cursor.retry_at)
+        self.assertEqual(sequence_numbers(second), [3, 4, 5])
+        self.finish(second, Invocation.Status.SUCCEEDED, result=json.dumps({"batchItemFailures": []}))
+        cursor = self.cursor(trigger)
+        self.assertEqual((cursor.position, cursor.batch_last, cursor.attempts), (5, None, 0))
+
+    def test_a_malformed_response_or_an_unknown_identifier_retries_the_whole_batch(self):
+        trigger = self.partial_trigger()
+        for result in ["not json", json.dumps({"batchItemFailures": "3"}), json.dumps([1]),
+                       json.dumps({"batchItemFailures": [{"itemIdentifier": ""}]}),
+                       json.dumps({"batchItemFailures": [{"itemidentifier": str(10 ** 20 + 3)}]}),
+                       self.failures(3, 99)]:
+            with self.subTest(result=result):
+                [sent] = self.poll(self.now + timedelta(hours=1))
+                self.assertEqual(sequence_numbers(sent), [1, 2, 3, 4, 5])
+                self.finish(sent, Invocation.Status.SUCCEEDED, result=result)
+                cursor = self.cursor(trigger)
+                self.assertEqual((cursor.position, cursor.batch_last), (0, 5))
+                self.assertIsNotNone(cursor.retry_at)
+        self.assertEqual(self.cursor(trigger).attempts, 6)
+
+    def test_responses_that_report_nothing_are_a_complete_success(self):
+        trigger = self.partial_trigger()
+        for result in ["", "null", "{}", json.dumps({"batchItemFailures": None}),
+                       json.dumps({"batchItemFailures": []})]:
+            with self.subTest(result=result):
+                StreamCursor.objects.filter(trigger=trigger).update(position=0)
+                [sent] = self.poll()
+                self.finish(sent, Invocation.Status.SUCCEEDED, result=result)
+                self.assertEqual(self.cursor(trigger).position, 5)
+
+    def test_a_report_is_only_read_when_the_trigger_asks_for_one(self):
+        trigger = self.add_trigger(self.fn, self.table)
+        self.put(self.table, {"id": {"S": "a"}})
+        [sent] = self.poll()
+        self.finish(sent, Invocation.Status.SUCCEEDED, result=self.failures(1))
+        self.assertEqual(self.cursor(trigger).position, 1)
+
+    def test_when_retries_are_spent_only_the_records_from_the_checkpoint_go_to_the_inbox(self):
+        trigger = self.partial_trigger(maximum_retry_attempts=0)
+        [sent] = self.poll()
+        self.finish(sent, Invocation.Status.SUCCEEDED, result=self.failures(4))
+        letter = DeadLetter.objects.get()
+        records = json.loads(letter.payload)["Records"]
+        self.assertEqual([int(r["dynamodb"]["SequenceNumber"]) - 10 ** 20 for r in records], [4, 5])
+        cursor = self.cursor(trigger)
+        self.assertEqual((cursor.position, cursor.batch_last), (5, None))
 
 
 class DeliveryTests(TableWorld, WorkerTestCase):

@@ -54,8 +54,7 @@ FIXED = {
     Trigger.Kind.QUEUE: {"StartingPosition": None, "MaximumRetryAttempts": None, "ParallelizationFactor": None,
                          "MaximumRecordAgeInSeconds": None, "BisectBatchOnFunctionError": None,
                          "TumblingWindowInSeconds": None, "DestinationConfig": None},
-    Trigger.Kind.TABLE: {"MaximumBatchingWindowInSeconds": 0, "ScalingConfig": None, "FunctionResponseTypes": [],
-                         "ParallelizationFactor": 1, "MaximumRecordAgeInSeconds": -1,
+    Trigger.Kind.TABLE: {"ScalingConfig": None, "ParallelizationFactor": 1, "MaximumRecordAgeInSeconds": -1,
                          "BisectBatchOnFunctionError": False, "TumblingWindowInSeconds": 0},
 }
 SOURCE_NAMES = {Trigger.Kind.QUEUE: "SQS", Trigger.Kind.TABLE: "DynamoDB Streams"}
@@ -155,14 +154,14 @@ def _configuration(trigger, stream_arns, state=None):
     else:
         shape.update({
             "StartingPosition": config["starting_position"],
-            "MaximumBatchingWindowInSeconds": 0,
+            "MaximumBatchingWindowInSeconds": config.get("maximum_batching_window", 0),
             "ParallelizationFactor": 1,
             "DestinationConfig": {"OnFailure": {}},
             "MaximumRecordAgeInSeconds": -1,
             "BisectBatchOnFunctionError": False,
             "MaximumRetryAttempts": config["maximum_retry_attempts"],
             "TumblingWindowInSeconds": 0,
-            "FunctionResponseTypes": [],
+            "FunctionResponseTypes": ["ReportBatchItemFailures"] if config.get("report_batch_item_failures") else [],
             "StateTransitionReason": "User action",  # Lambda's words for stream mappings
         })
     return shape
@@ -233,8 +232,11 @@ def _table_data(body, qualifier, table_name, current):
     return {
         "qualifier": qualifier, "table": table_name,
         "batch_size": body.get("BatchSize", current.get("batch_size", 100)),
+        "maximum_batching_window": body.get("MaximumBatchingWindowInSeconds",
+                                            current.get("maximum_batching_window", 0)),
         "starting_position": body.get("StartingPosition", current.get("starting_position", "")),
         "maximum_retry_attempts": body.get("MaximumRetryAttempts", current.get("maximum_retry_attempts", -1)),
+        "report_batch_item_failures": _response_types(body, current.get("report_batch_item_failures", False)),
         "on_failure": on_failure.get("Destination", "") if isinstance(on_failure, dict) else on_failure,
     }
 

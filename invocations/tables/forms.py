@@ -94,11 +94,13 @@ class ItemForm(forms.Form):
 # Lambda's bounds for a DynamoDB Streams event source mapping (CreateEventSourceMapping).
 BATCH_SIZE_MAX = 10000
 RETRY_ATTEMPTS_MAX = 10000
+BATCHING_WINDOW_MAX = 300
 
 
 class TableStreamForm(forms.Form):
-    """A table stream trigger: which table, how many records per batch, where to start, how often a failing
-    batch is retried. The table and starting position are fixed once it exists, as in Lambda."""
+    """A table stream trigger: which table, how many records per batch and how long to wait for them, where to
+    start, whether the function reports partial batch failures, how often a failing batch is retried. The
+    table and starting position are fixed once it exists, as in Lambda."""
 
     class StartingPosition:
         TRIM_HORIZON = "TRIM_HORIZON"
@@ -111,11 +113,18 @@ class TableStreamForm(forms.Form):
         "invalid_choice": "Choose one of your own tables: you have no table named %(value)s."})
     batch_size = forms.IntegerField(min_value=1, max_value=BATCH_SIZE_MAX, initial=100,
                                     help_text="Records per invocation, 1–10000 (within the 6 MB payload limit).")
+    maximum_batching_window = forms.IntegerField(
+        label="Batching window (seconds)", required=False, min_value=0, max_value=BATCHING_WINDOW_MAX, initial=0,
+        help_text="Wait up to this long for a full batch (0–300); 0 invokes as soon as a record is written.")
     starting_position = forms.ChoiceField(choices=StartingPosition.choices, initial=StartingPosition.LATEST)
     maximum_retry_attempts = forms.IntegerField(
         label="Retry attempts", min_value=-1, max_value=RETRY_ATTEMPTS_MAX, initial=-1,
         help_text="How often a batch the function fails on is sent again: -1 until it succeeds (or its records "
                   "expire), or 0–10000. Throttles and platform failures are always retried.")
+    report_batch_item_failures = forms.BooleanField(
+        label="Report batch item failures", required=False,
+        help_text='The function may return {"batchItemFailures": [{"itemIdentifier": "<SequenceNumber>"}]}: the '
+                  "records before the lowest one named are done, and the batch is retried from that record.")
     on_failure = forms.ChoiceField(label="On failure", required=False,
                                    choices=[("", "the function's dead-letter inbox")],
                                    help_text="Where a batch goes when its retries are spent.")
@@ -138,17 +147,28 @@ class TableStreamForm(forms.Form):
     def clean_table(self):
         return self.function.owner.tables.get(name=self.cleaned_data["table"])
 
+    def clean_maximum_batching_window(self):
+        window = self.cleaned_data["maximum_batching_window"]
+        return 0 if window is None else window  # Lambda's default for streams
+
     def save(self):
         data = self.cleaned_data
         table = data["table"]
         trigger = self.trigger or Trigger(function=self.function, kind=Trigger.Kind.TABLE)
         trigger.qualifier, trigger.enabled = data["qualifier"], data["enabled"]
-        retries = data["maximum_retry_attempts"]
+        retries, window = data["maximum_retry_attempts"], data["maximum_batching_window"]
+        summary = f"table {table.name} · batch {data['batch_size']} · "
+        if window:
+            summary += f"window {window} s · "
+        summary += f"from {data['starting_position']} · "
+        if data["report_batch_item_failures"]:
+            summary += "partial batch responses · "
+        summary += f"retries {'until success' if retries == -1 else retries} · then the dead-letter inbox"
         trigger.config = {
-            "table": table.name, "batch_size": data["batch_size"], "starting_position": data["starting_position"],
-            "maximum_retry_attempts": retries, "on_failure": data["on_failure"],
-            "summary": f"table {table.name} · batch {data['batch_size']} · from {data['starting_position']} · "
-                       f"retries {'until success' if retries == -1 else retries} · then the dead-letter inbox",
+            "table": table.name, "batch_size": data["batch_size"], "maximum_batching_window": window,
+            "starting_position": data["starting_position"], "maximum_retry_attempts": retries,
+            "report_batch_item_failures": data["report_batch_item_failures"], "on_failure": data["on_failure"],
+            "summary": summary,
         }
         if trigger.pk is not None:
             trigger.save(update_fields=["qualifier", "enabled", "config"])

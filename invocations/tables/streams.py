@@ -6,7 +6,9 @@ Each table stream trigger has a cursor (models.StreamCursor). `poll` (called abo
 invocation's outcome settles the batch (`finished`, in the transaction that records the outcome): success
 moves the cursor past it; a failure sends the same batch again after a back-off, until the trigger's
 maximum retry attempts are spent, and then the batch goes to the function's dead-letter inbox and the
-cursor moves on. One batch at a time per trigger, so records arrive in order (per table, hence per key),
+cursor moves on. A batching window holds a batch short of `batch_size` back until its oldest record is that
+old (`gathering`); with partial batch responses on, a success that names failed records checkpoints before
+the lowest of them and retries the batch from there (`first_failure`). One batch at a time per trigger, so records arrive in order (per table, hence per key),
 at least once.
 
 Several runners may poll at once: a batch belongs to the one whose conditional UPDATE finds the cursor as it
@@ -30,7 +32,7 @@ from functions.models import MAX_SYNC_PAYLOAD_BYTES, Alias, Version
 from invocations.invoke import invoke
 from invocations.metrics.rollups import record_dead_letters
 from invocations.models import DeadLetter, Invocation
-from invocations.tables.models import StreamCursor, StreamRecord
+from invocations.tables.models import SEQUENCE_BASE, StreamCursor, StreamRecord
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ def poll(now):
              .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
              .select_related("trigger__function__owner", "table__owner"))
     for cursor in ready:
+        if gathering(cursor, now):
+            continue
         try:
             invocation = send_batch(cursor, now)
         except (Version.DoesNotExist, Alias.DoesNotExist):
@@ -77,6 +81,21 @@ def poll(now):
         if invocation is not None:
             sent.append(invocation)
     return sent
+
+
+def gathering(cursor, now):
+    """Whether the trigger's batching window still holds its next batch back, as Lambda's
+    MaximumBatchingWindowInSeconds does: fewer records than a batch wait, and the oldest of them has waited
+    less than the window. A retry is sent as soon as its back-off allows: its records are fixed."""
+    window = cursor.trigger.config.get("maximum_batching_window", 0)
+    if not window or cursor.batch_last is not None:
+        return False
+    waiting = StreamRecord.objects.filter(table_id=cursor.table_id, sequence_number__gt=cursor.position)
+    oldest = waiting.order_by("sequence_number").values_list("created_at", flat=True).first()
+    if oldest is None or oldest <= now - timedelta(seconds=window):
+        return False
+    batch_size = cursor.trigger.config["batch_size"]
+    return waiting.order_by("sequence_number")[:batch_size].count() < batch_size
 
 
 def send_batch(cursor, now):
@@ -161,25 +180,69 @@ def settle(cursor, invocation):
     """Move the cursor on after its batch's invocation ended. Call inside the transaction that recorded the
     outcome; acts only while the cursor still waits for that invocation."""
     waiting = StreamCursor.objects.filter(pk=cursor.pk, invocation_id=invocation.pk)
+    position = cursor.position
     if invocation.status == Invocation.Status.SUCCEEDED:
-        waiting.update(**_moved_to(cursor.batch_last))
-        return
-    # Lambda's retry attempts count the function's own errors, not throttles nor the platform's failures
-    # (a worker that died under it, a lost job), which are retried until the records expire. Only a run
-    # that ended records a duration: a platform failure (Invocation.fail) has none, whatever the function
-    # may name its own errors.
-    counted = (invocation.status in (Invocation.Status.FAILED, Invocation.Status.TIMED_OUT)
-               and invocation.duration_ms is not None)
+        retry_from = None
+        if cursor.trigger.config.get("report_batch_item_failures"):
+            result, event = Invocation.objects.filter(pk=invocation.pk).values_list("result", "event").get()
+            retry_from = first_failure(result, event)
+        if retry_from is None:
+            waiting.update(**_moved_to(cursor.batch_last))
+            return
+        # A partial batch response checkpoints: the records before the lowest one it names are done, the
+        # rest of the batch is retried as a failed batch (a response that fails it all names the first).
+        position, counted = retry_from - 1, True
+    else:
+        # Lambda's retry attempts count the function's own errors, not throttles nor the platform's failures
+        # (a worker that died under it, a lost job), which are retried until the records expire. Only a run
+        # that ended records a duration: a platform failure (Invocation.fail) has none, whatever the function
+        # may name its own errors.
+        counted = (invocation.status in (Invocation.Status.FAILED, Invocation.Status.TIMED_OUT)
+                   and invocation.duration_ms is not None)
     attempts = cursor.attempts + counted
     maximum = cursor.trigger.config.get("maximum_retry_attempts", -1)
     if counted and 0 <= maximum < attempts:
         if waiting.update(**_moved_to(cursor.batch_last)):
-            to_inbox(invocation)
+            to_inbox(invocation, after=position if position != cursor.position else None)
         return
     failures = cursor.failures + 1
     delay = timedelta(seconds=min(BACKOFF_MAX_SECONDS, 2 ** (failures - 1)))
-    waiting.update(invocation=None, taken_at=None, attempts=attempts, failures=failures,
+    waiting.update(position=position, invocation=None, taken_at=None, attempts=attempts, failures=failures,
                    retry_at=timezone.now() + delay)
+
+
+def first_failure(result, event):
+    """The sequence number that a partial batch response, {"batchItemFailures": [{"itemIdentifier":
+    "<SequenceNumber>"}]}, retries the batch from; None if the batch succeeded.
+
+    Lambda's rules: no response, an empty one or an empty or null batchItemFailures list is a complete
+    success; several failures checkpoint at the lowest sequence number; an invalid response, or an
+    itemIdentifier that is empty, null, misspelt or not in the batch, is a complete failure (the batch's
+    first record).
+    """
+    sequences = {r["dynamodb"]["SequenceNumber"]: int(r["dynamodb"]["SequenceNumber"]) - SEQUENCE_BASE
+                 for r in json.loads(event)["Records"]}
+    whole = min(sequences.values())
+    try:
+        response = json.loads(result) if result else None
+    except json.JSONDecodeError:
+        return whole
+    if response is None or response == {}:
+        return None
+    if not isinstance(response, dict):
+        return whole
+    items = response.get("batchItemFailures")
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        return whole
+    failed = []
+    for item in items:
+        identifier = item.get("itemIdentifier") if isinstance(item, dict) else None
+        if not isinstance(identifier, str) or identifier not in sequences:
+            return whole
+        failed.append(sequences[identifier])
+    return min(failed, default=None)
 
 
 def _moved_to(position):
@@ -187,12 +250,18 @@ def _moved_to(position):
                 retry_at=None)
 
 
-def to_inbox(invocation):
+def to_inbox(invocation, after=None):
     """Keep a batch whose retries are spent in the function's dead-letter inbox, its payload the batch's
-    event (redriving it invokes the function with those records again). Lambda would send the batch's
-    description to an SQS queue or SNS topic."""
+    event (redriving it invokes the function with those records again); only its records past `after`
+    when a partial batch response checkpointed the rest. Lambda would send the batch's description to an
+    SQS queue or SNS topic."""
+    payload = Invocation.objects.filter(pk=invocation.pk).values_list("event", flat=True).get()
+    if after is not None:
+        records = [r for r in json.loads(payload)["Records"]
+                   if int(r["dynamodb"]["SequenceNumber"]) - SEQUENCE_BASE > after]
+        payload = json.dumps({"Records": records})
     DeadLetter.objects.create(function_id=invocation.function_id, invocation_id=invocation.pk,
-                              condition=DeadLetter.Condition.RETRIES_EXHAUSTED, payload=invocation.event)
+                              condition=DeadLetter.Condition.RETRIES_EXHAUSTED, payload=payload)
     record_dead_letters(invocation.function_id)
     Invocation.objects.filter(pk=invocation.pk).update(destination="dead-letter inbox")
 
