@@ -155,6 +155,23 @@ class TableMappingTests(MappingTestCase):
                            "functionResponseTypes")
         self.assertEqual(self.lam.get_event_source_mapping(UUID=made["UUID"])["MaximumBatchingWindowInSeconds"], 0)
 
+    def test_a_stream_mappings_bisect_on_function_error_is_the_triggers(self):
+        table = self.make_table()
+        made = self.lam.create_event_source_mapping(FunctionName="echo", EventSourceArn=table.stream_arn,
+                                                    StartingPosition="LATEST", BisectBatchOnFunctionError=True)
+        self.assertIs(made["BisectBatchOnFunctionError"], True)
+        trigger = Trigger.objects.get(function=self.fn, kind=Trigger.Kind.TABLE)
+        self.assertIs(trigger.config["bisect_batch_on_function_error"], True)
+        self.assertIn("from LATEST · split on error · retries", self.function_page())
+        # An update that does not name it keeps it; one that turns it off does.
+        self.assertIs(self.lam.update_event_source_mapping(UUID=made["UUID"], BatchSize=5)
+                      ["BisectBatchOnFunctionError"], True)
+        updated = self.lam.update_event_source_mapping(UUID=made["UUID"], BisectBatchOnFunctionError=False)
+        self.assertIs(updated["BisectBatchOnFunctionError"], False)
+        trigger.refresh_from_db()
+        self.assertIs(trigger.config["bisect_batch_on_function_error"], False)
+        self.assertIs(self.lam.get_event_source_mapping(UUID=made["UUID"])["BisectBatchOnFunctionError"], False)
+
     def test_stream_mappings_refuse_what_their_triggers_do_not_have(self):
         table = self.make_table()
         create = self.unvalidated().create_event_source_mapping
@@ -166,8 +183,8 @@ class TableMappingTests(MappingTestCase):
                                           StartingPosition="LATEST", ScalingConfig={"MaximumConcurrency": 5}),
                            "ScalingConfig is not valid for DynamoDB Streams")
         self.assertInvalid(lambda: create(FunctionName="echo", EventSourceArn=table.stream_arn,
-                                          StartingPosition="LATEST", BisectBatchOnFunctionError=True),
-                           "BisectBatchOnFunctionError")
+                                          StartingPosition="LATEST", TumblingWindowInSeconds=60),
+                           "TumblingWindowInSeconds")
         self.assertInvalid(lambda: create(FunctionName="echo", EventSourceArn=table.stream_arn,
                                           StartingPosition="LATEST",
                                           DestinationConfig={"OnFailure": {"Destination": self.queue.arn}}),

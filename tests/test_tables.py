@@ -931,6 +931,73 @@ class PollerTests(TableWorld, BaseTestCase):
         cursor = self.cursor(trigger)
         self.assertEqual((cursor.position, cursor.batch_last), (5, None))
 
+    def test_bisect_on_function_error_isolates_a_bad_record_in_order_and_it_alone_goes_to_the_inbox(self):
+        trigger = self.add_trigger(self.fn, self.table, batch_size=4, maximum_retry_attempts=1,
+                                   bisect_batch_on_function_error="on")
+        for i in range(5):
+            self.put(self.table, {"id": {"S": f"k{i}"}})
+        bad, sent = 2, []
+
+        def deliver():
+            """Send the next batch once its back-off allows; the function fails on any batch with the bad
+            record."""
+            cursor = self.cursor(trigger)
+            [invocation] = self.poll(cursor.retry_at)
+            sent.append(sequence_numbers(invocation))
+            if bad in sent[-1]:
+                self.finish(invocation, Invocation.Status.FAILED, "ValueError")
+            else:
+                self.finish(invocation, Invocation.Status.SUCCEEDED)
+            return self.cursor(trigger)
+
+        cursor = deliver()
+        # Split in two; the second half waits for the first, the split spent no retry attempt.
+        self.assertEqual((cursor.position, cursor.batch_last, cursor.halves, cursor.attempts), (0, 2, [4], 0))
+        self.assertEqual(self.poll(self.now), [])  # not before its back-off
+        cursor = deliver()
+        self.assertEqual((cursor.position, cursor.batch_last, cursor.halves, cursor.attempts), (0, 1, [4, 2], 0))
+        cursor = deliver()  # record 1 alone succeeds; record 2 alone comes next
+        self.assertEqual((cursor.position, cursor.batch_last, cursor.halves, cursor.attempts), (1, 2, [4], 0))
+        cursor = deliver()  # record 2 alone cannot be split: its failure counts
+        self.assertEqual((cursor.position, cursor.batch_last, cursor.halves, cursor.attempts), (1, 2, [4], 1))
+        self.assertFalse(DeadLetter.objects.exists())
+        cursor = deliver()  # its one retry is spent: the inbox, then the second half
+        letter = DeadLetter.objects.get()
+        self.assertEqual([int(r["dynamodb"]["SequenceNumber"]) - 10 ** 20
+                          for r in json.loads(letter.payload)["Records"]], [bad])
+        self.assertEqual((cursor.position, cursor.batch_last, cursor.halves, cursor.attempts), (2, 4, [], 0))
+        cursor = deliver()
+        self.assertEqual((cursor.position, cursor.batch_last, cursor.halves), (4, None, []))
+        deliver()  # only then the record written after the batch
+        self.assertEqual(sent, [[1, 2, 3, 4], [1, 2], [1], [2], [2], [3, 4], [5]])
+        self.assertEqual(self.cursor(trigger).position, 5)
+
+    def test_bisect_leaves_throttles_and_platform_failures_to_retry_the_whole_batch(self):
+        trigger = self.add_trigger(self.fn, self.table, batch_size=4, bisect_batch_on_function_error="on")
+        for i in range(4):
+            self.put(self.table, {"id": {"S": f"k{i}"}})
+        [first] = self.poll()
+        self.finish(first, Invocation.Status.FAILED, "ServiceException", ran=False)  # its worker died under it
+        cursor = self.cursor(trigger)
+        self.assertEqual((cursor.batch_last, cursor.halves, cursor.attempts), (4, [], 0))
+        [second] = self.poll(cursor.retry_at)
+        self.assertEqual(sequence_numbers(second), [1, 2, 3, 4])
+
+    def test_without_bisect_a_failed_batch_is_retried_whole(self):
+        trigger = self.add_trigger(self.fn, self.table, batch_size=4, maximum_retry_attempts=1)
+        for i in range(4):
+            self.put(self.table, {"id": {"S": f"k{i}"}})
+        self.assertIs(trigger.config["bisect_batch_on_function_error"], False)
+        [first] = self.poll()
+        self.finish(first, Invocation.Status.FAILED, "ValueError")
+        cursor = self.cursor(trigger)
+        self.assertEqual((cursor.batch_last, cursor.halves, cursor.attempts), (4, [], 1))
+        [second] = self.poll(cursor.retry_at)
+        self.assertEqual(sequence_numbers(second), [1, 2, 3, 4])
+        self.finish(second, Invocation.Status.FAILED, "ValueError")
+        self.assertEqual(len(json.loads(DeadLetter.objects.get().payload)["Records"]), 4)
+        self.assertEqual(self.cursor(trigger).position, 4)
+
 
 class DeliveryTests(TableWorld, WorkerTestCase):
     """Stream triggers end to end: the poller called here, the invocations run by the real workers."""

@@ -40,6 +40,7 @@ API_NAMES = {
     "report_batch_item_failures": "FunctionResponseTypes", "enabled": "Enabled",
     "starting_position": "StartingPosition", "maximum_retry_attempts": "MaximumRetryAttempts",
     "on_failure": "DestinationConfig.OnFailure.Destination",
+    "bisect_batch_on_function_error": "BisectBatchOnFunctionError",
 }
 # Parameters of sources this platform does not have (Kafka, MQ, DocumentDB) or of features its triggers
 # lack: refused rather than ignored, so that nobody believes a filter or a KMS key is in force.
@@ -55,11 +56,12 @@ FIXED = {
                          "MaximumRecordAgeInSeconds": None, "BisectBatchOnFunctionError": None,
                          "TumblingWindowInSeconds": None, "DestinationConfig": None},
     Trigger.Kind.TABLE: {"ScalingConfig": None, "ParallelizationFactor": 1, "MaximumRecordAgeInSeconds": -1,
-                         "BisectBatchOnFunctionError": False, "TumblingWindowInSeconds": 0},
+                         "TumblingWindowInSeconds": 0},
 }
 SOURCE_NAMES = {Trigger.Kind.QUEUE: "SQS", Trigger.Kind.TABLE: "DynamoDB Streams"}
 # botocore checks types client-side; other clients may not, and a form would read {"a": 1} as text.
 TYPES = {"FunctionName": str, "EventSourceArn": str, "Enabled": bool, "ScalingConfig": dict,
+         "BisectBatchOnFunctionError": bool,
          "FunctionResponseTypes": list, "DestinationConfig": dict}
 
 
@@ -158,7 +160,7 @@ def _configuration(trigger, stream_arns, state=None):
             "ParallelizationFactor": 1,
             "DestinationConfig": {"OnFailure": {}},
             "MaximumRecordAgeInSeconds": -1,
-            "BisectBatchOnFunctionError": False,
+            "BisectBatchOnFunctionError": config.get("bisect_batch_on_function_error", False),
             "MaximumRetryAttempts": config["maximum_retry_attempts"],
             "TumblingWindowInSeconds": 0,
             "FunctionResponseTypes": ["ReportBatchItemFailures"] if config.get("report_batch_item_failures") else [],
@@ -237,6 +239,8 @@ def _table_data(body, qualifier, table_name, current):
         "starting_position": body.get("StartingPosition", current.get("starting_position", "")),
         "maximum_retry_attempts": body.get("MaximumRetryAttempts", current.get("maximum_retry_attempts", -1)),
         "report_batch_item_failures": _response_types(body, current.get("report_batch_item_failures", False)),
+        "bisect_batch_on_function_error": body.get("BisectBatchOnFunctionError",
+                                                   current.get("bisect_batch_on_function_error", False)),
         "on_failure": on_failure.get("Destination", "") if isinstance(on_failure, dict) else on_failure,
     }
 

@@ -99,7 +99,8 @@ BATCHING_WINDOW_MAX = 300
 
 class TableStreamForm(forms.Form):
     """A table stream trigger: which table, how many records per batch and how long to wait for them, where to
-    start, whether the function reports partial batch failures, how often a failing batch is retried. The
+    start, whether the function reports partial batch failures, whether a failing batch is split, how often it is
+    retried. The
     table and starting position are fixed once it exists, as in Lambda."""
 
     class StartingPosition:
@@ -125,6 +126,10 @@ class TableStreamForm(forms.Form):
         label="Report batch item failures", required=False,
         help_text='The function may return {"batchItemFailures": [{"itemIdentifier": "<SequenceNumber>"}]}: the '
                   "records before the lowest one named are done, and the batch is retried from that record.")
+    bisect_batch_on_function_error = forms.BooleanField(
+        label="Split batch on error", required=False,
+        help_text="When the function fails on a batch, split it in two and retry each half, first half first, "
+                  "down to the bad record; splitting does not count as a retry attempt.")
     on_failure = forms.ChoiceField(label="On failure", required=False,
                                    choices=[("", "the function's dead-letter inbox")],
                                    help_text="Where a batch goes when its retries are spent.")
@@ -163,11 +168,14 @@ class TableStreamForm(forms.Form):
         summary += f"from {data['starting_position']} · "
         if data["report_batch_item_failures"]:
             summary += "partial batch responses · "
+        if data["bisect_batch_on_function_error"]:
+            summary += "split on error · "
         summary += f"retries {'until success' if retries == -1 else retries} · then the dead-letter inbox"
         trigger.config = {
             "table": table.name, "batch_size": data["batch_size"], "maximum_batching_window": window,
             "starting_position": data["starting_position"], "maximum_retry_attempts": retries,
-            "report_batch_item_failures": data["report_batch_item_failures"], "on_failure": data["on_failure"],
+            "report_batch_item_failures": data["report_batch_item_failures"],
+            "bisect_batch_on_function_error": data["bisect_batch_on_function_error"], "on_failure": data["on_failure"],
             "summary": summary,
         }
         if trigger.pk is not None:

@@ -246,6 +246,9 @@ class StreamCursor(models.Model):
     # row (for the back-off).
     attempts = models.PositiveIntegerField(default=0)
     failures = models.PositiveIntegerField(default=0)
+    # While a failed batch is being bisected (the trigger's bisect_batch_on_function_error): the last sequence
+    # numbers of the halves still to send after the current batch, the next one last. Empty otherwise.
+    halves = models.JSONField(default=list, blank=True)
     invocation = models.ForeignKey("invocations.Invocation", on_delete=models.SET_NULL, null=True, blank=True,
                                    related_name="+")
     taken_at = models.DateTimeField(null=True, blank=True)

@@ -8,8 +8,10 @@ moves the cursor past it; a failure sends the same batch again after a back-off,
 maximum retry attempts are spent, and then the batch goes to the function's dead-letter inbox and the
 cursor moves on. A batching window holds a batch short of `batch_size` back until its oldest record is that
 old (`gathering`); with partial batch responses on, a success that names failed records checkpoints before
-the lowest of them and retries the batch from there (`first_failure`). One batch at a time per trigger, so records arrive in order (per table, hence per key),
-at least once.
+the lowest of them and retries the batch from there (`first_failure`). With bisect on function error on, a
+batch the function fails on is split in two and the halves are sent one after the other, first half first,
+recursively (`bisect`), so that a bad record ends up alone and only it spends the retries. One batch at a time
+per trigger, so records arrive in order (per table, hence per key), at least once.
 
 Several runners may poll at once: a batch belongs to the one whose conditional UPDATE finds the cursor as it
 read it, in the transaction that records the invocation, so no two runners send the same batch.
@@ -114,7 +116,7 @@ def send_batch(cursor, now):
             # Expired from the stream before they were delivered (RETENTION), as in DynamoDB: past the batch
             # being retried, or past every record there was when the cursor was read.
             gone = cursor.batch_last if cursor.batch_last is not None else cursor.table.last_sequence_number
-            StreamCursor.objects.filter(pk=cursor.pk).update(**_moved_to(gone))
+            StreamCursor.objects.filter(pk=cursor.pk).update(**_moved_to(gone, cursor.halves))
             return None
         trigger = cursor.trigger
         invocation = invoke(trigger.function, json.dumps({"Records": records}), kind=Invocation.Kind.SYNC,
@@ -187,7 +189,7 @@ def settle(cursor, invocation):
             result, event = Invocation.objects.filter(pk=invocation.pk).values_list("result", "event").get()
             retry_from = first_failure(result, event)
         if retry_from is None:
-            waiting.update(**_moved_to(cursor.batch_last))
+            waiting.update(**_moved_to(cursor.batch_last, cursor.halves))
             return
         # A partial batch response checkpoints: the records before the lowest one it names are done, the
         # rest of the batch is retried as a failed batch (a response that fails it all names the first).
@@ -199,16 +201,38 @@ def settle(cursor, invocation):
         # may name its own errors.
         counted = (invocation.status in (Invocation.Status.FAILED, Invocation.Status.TIMED_OUT)
                    and invocation.duration_ms is not None)
+        if counted and cursor.trigger.config.get("bisect_batch_on_function_error") and bisect(cursor, invocation):
+            return
     attempts = cursor.attempts + counted
     maximum = cursor.trigger.config.get("maximum_retry_attempts", -1)
     if counted and 0 <= maximum < attempts:
-        if waiting.update(**_moved_to(cursor.batch_last)):
+        if waiting.update(**_moved_to(cursor.batch_last, cursor.halves)):
             to_inbox(invocation, after=position if position != cursor.position else None)
         return
     failures = cursor.failures + 1
     delay = timedelta(seconds=min(BACKOFF_MAX_SECONDS, 2 ** (failures - 1)))
     waiting.update(position=position, invocation=None, taken_at=None, attempts=attempts, failures=failures,
                    retry_at=timezone.now() + delay)
+
+
+def bisect(cursor, invocation):
+    """Split the failed batch the invocation carried in two, as Lambda's BisectBatchOnFunctionError does: the
+    first half is sent next (after the back-off), the second waits in `halves` until the first is done
+    (succeeded, or in the inbox). Return False for a batch of one record, which cannot be split: its
+    failures count toward the retry attempts.
+
+    Splitting does not count as a retry attempt ("Retrying with smaller batches isolates bad records"): each
+    half starts with none spent."""
+    event = Invocation.objects.filter(pk=invocation.pk).values_list("event", flat=True).get()
+    sequences = [int(r["dynamodb"]["SequenceNumber"]) - SEQUENCE_BASE for r in json.loads(event)["Records"]]
+    if len(sequences) < 2:
+        return False
+    failures = cursor.failures + 1
+    StreamCursor.objects.filter(pk=cursor.pk, invocation_id=invocation.pk).update(
+        batch_last=sequences[len(sequences) // 2 - 1], halves=[*cursor.halves, cursor.batch_last],
+        invocation=None, taken_at=None, attempts=0, failures=failures,
+        retry_at=timezone.now() + timedelta(seconds=min(BACKOFF_MAX_SECONDS, 2 ** (failures - 1))))
+    return True
 
 
 def first_failure(result, event):
@@ -245,9 +269,12 @@ def first_failure(result, event):
     return min(failed, default=None)
 
 
-def _moved_to(position):
-    return dict(position=position, batch_last=None, attempts=0, failures=0, invocation=None, taken_at=None,
-                retry_at=None)
+def _moved_to(position, halves=()):
+    """The cursor done through `position`: next, the last half still waiting of a bisected batch, if any,
+    else a new batch."""
+    halves = list(halves)
+    return dict(position=position, batch_last=halves.pop() if halves else None, halves=halves, attempts=0,
+                failures=0, invocation=None, taken_at=None, retry_at=None)
 
 
 def to_inbox(invocation, after=None):
