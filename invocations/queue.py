@@ -5,6 +5,8 @@ reads its own package metadata for each one: about 3 ms, more than a warm invoca
 """
 
 import functools
+import os
+import socket
 
 import django_rq
 import redis
@@ -28,3 +30,14 @@ def connection(blocking=False):
 def queue():
     """The invocation queue. Enqueueing happens at once: callers already wait for the commit themselves."""
     return django_rq.get_queue(settings.INVOCATION_QUEUE, commit_mode="auto", connection=connection())
+
+
+def turn_key(name):
+    return f"{settings.INVOCATION_QUEUE}:{name}-turn"
+
+
+def take_turn(name, seconds):
+    """Return whether this process takes the turn `name`: true for one caller per `seconds`, across every
+    process on the Redis (SET NX with an expiry; the holder's host:pid is the value, for whoever looks)."""
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    return bool(connection().set(turn_key(name), holder, nx=True, ex=seconds))

@@ -20,8 +20,6 @@ when a new one appears, so that it gets a decision here too):
   with; settling clears it and the next receive overwrites it, so a stale one means nothing.
 """
 
-import os
-import socket
 import time
 from datetime import timedelta
 
@@ -115,11 +113,9 @@ def purge_some(cutoff, batch=BATCH_SIZE, until=None):
 
 
 def _turn_key():
-    return f"{settings.INVOCATION_QUEUE}:retention-turn"
+    return queue.turn_key("retention")
 
 
 def take_turn():
-    """Return whether this runner purges now: true for one caller per TURN_SECONDS, across every runner
-    on the Redis (SET NX with an expiry; the holder's host:pid is the value, for whoever looks)."""
-    holder = f"{socket.gethostname()}:{os.getpid()}"
-    return bool(queue.connection().set(_turn_key(), holder, nx=True, ex=TURN_SECONDS))
+    """Return whether this runner purges now: one runner per TURN_SECONDS, across every runner on the Redis."""
+    return queue.take_turn("retention", TURN_SECONDS)

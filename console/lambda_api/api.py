@@ -131,6 +131,15 @@ def get_function(request, value, qualifier=None, for_update=False):
     return function, qualifier
 
 
+def get_unqualified_function(request, value, refusal, for_update=False):
+    """The caller's function named by `value`, for an operation on the function as a whole: a name or ARN
+    with a :qualifier is InvalidParameterValueException, with `refusal` as its message."""
+    function, qualifier = get_function(request, value, for_update=for_update)
+    if qualifier:
+        raise invalid(refusal)
+    return function
+
+
 def paging(request, default=50, maximum=10000):
     """Return (marker value or None, MaxItems) from the query string; raise InvalidParameterValueException.
 

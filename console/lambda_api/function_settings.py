@@ -4,7 +4,16 @@ validated by the console's own form: ConfigurationForm, EventInvokeConfigForm an
 
 from django.db import IntegrityError, transaction
 
-from console.lambda_api.api import get_function, next_marker, no_content, operation, paging, read_json, respond
+from console.lambda_api.api import (
+    get_function,
+    get_unqualified_function,
+    next_marker,
+    no_content,
+    operation,
+    paging,
+    read_json,
+    respond,
+)
 from console.lambda_api.errors import conflict, invalid, not_found
 from functions.forms import ConfigurationForm
 from functions.models import LATEST, EventInvokeConfig, Trigger
@@ -21,10 +30,8 @@ def form_error(form, names):
 
 def _whole_function(request, function_name):
     """The function a List operation lists the settings of: named without a version or alias."""
-    function, qualifier = get_function(request, function_name)
-    if qualifier:
-        raise invalid("Name the function without a version or alias: the list holds the settings of each.")
-    return function
+    return get_unqualified_function(
+        request, function_name, "Name the function without a version or alias: the list holds the settings of each.")
 
 
 def _page(request, items, key, maximum=50):
@@ -43,10 +50,9 @@ def _page(request, items, key, maximum=50):
 # Reserved concurrency ---------------------------------------------------------------------------------------
 
 def _unqualified(request, function_name):
-    function, qualifier = get_function(request, function_name, for_update=request.method != "GET")
-    if qualifier:
-        raise invalid("Reserved concurrency applies to a function as a whole: name it without a version or alias.")
-    return function
+    return get_unqualified_function(
+        request, function_name, "Reserved concurrency applies to a function as a whole: name it without a version "
+        "or alias.", for_update=request.method != "GET")
 
 
 @operation("PutFunctionConcurrency")
@@ -92,11 +98,9 @@ def delete_function_concurrency(request, function_name):
 # Recursive loop detection -----------------------------------------------------------------------------------
 
 def _recursion_function(request, function_name, for_update=False):
-    function, qualifier = get_function(request, function_name, for_update=for_update)
-    if qualifier:
-        raise invalid("Recursive loop detection applies to a function as a whole: name it without a version or "
-                      "alias.")
-    return function
+    return get_unqualified_function(
+        request, function_name, "Recursive loop detection applies to a function as a whole: name it without a "
+        "version or alias.", for_update=for_update)
 
 
 @operation("PutFunctionRecursionConfig")

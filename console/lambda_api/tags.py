@@ -5,7 +5,7 @@ import re
 
 from django.db import transaction
 
-from console.lambda_api.api import get_function, no_content, operation, read_json, respond
+from console.lambda_api.api import get_unqualified_function, no_content, operation, read_json, respond
 from console.lambda_api.errors import invalid
 
 # Lambda's limits (Tagging Lambda functions, in the Lambda developer guide).
@@ -47,11 +47,9 @@ def _function(request, resource, for_update=False):
                       "Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*):lambda:…")
     if match["type"] != "function":
         raise invalid(f"{resource}: only functions have tags here.")
-    function, qualifier = get_function(request, resource, for_update=for_update)
-    if qualifier:
-        raise invalid("Tags apply to a function as a whole, not to a version or alias: pass the function's "
-                      "unqualified ARN.")
-    return function
+    return get_unqualified_function(
+        request, resource, "Tags apply to a function as a whole, not to a version or alias: pass the function's "
+        "unqualified ARN.", for_update=for_update)
 
 
 @operation("TagResource")

@@ -20,12 +20,9 @@ The event-source runners compact at most once an hour between them (take_turn), 
 `manage.py compact_rollups` compacts at once.
 """
 
-import os
-import socket
 import time
 from datetime import timedelta
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Max, Sum
 from django.utils import timezone
@@ -120,11 +117,9 @@ def compact(now=None, keep_minutes_for=KEEP_MINUTES_FOR, until=None):
 
 
 def _turn_key():
-    return f"{settings.INVOCATION_QUEUE}:compaction-turn"
+    return queue.turn_key("compaction")
 
 
 def take_turn():
-    """Return whether this runner compacts now: true for one caller per TURN_SECONDS, across every runner
-    on the Redis (SET NX with an expiry; the holder's host:pid is the value, for whoever looks)."""
-    holder = f"{socket.gethostname()}:{os.getpid()}"
-    return bool(queue.connection().set(_turn_key(), holder, nx=True, ex=TURN_SECONDS))
+    """Return whether this runner compacts now: one runner per TURN_SECONDS, across every runner on the Redis."""
+    return queue.take_turn("compaction", TURN_SECONDS)
